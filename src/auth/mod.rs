@@ -1,0 +1,8 @@
+//! Credentials: password hashing and access tokens. No HTTP and no SQL in here.
+
+pub mod login;
+pub mod password;
+pub mod token;
+
+pub use password::{PasswordHasher, Verification};
+pub use token::{AccessClaims, TokenKeys};

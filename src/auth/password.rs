@@ -1,0 +1,227 @@
+//! Password hashing with Argon2id, and verification of legacy bcrypt hashes (the tutorial's
+//! passlib stores `$2b$`), which are upgraded at the next successful login.
+//!
+//! Hashing is CPU-bound and slow on purpose, so it runs on the blocking pool behind a
+//! semaphore with one permit per core: a flood of logins queues there instead of starving
+//! the async workers that serve every other request.
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+use crate::config::HashParams;
+use crate::domain::Password;
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    Mismatch,
+    Match,
+    /// The password is right but the hash is bcrypt or has old Argon2 parameters.
+    MatchNeedsRehash,
+}
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: Params,
+    slots: Arc<Semaphore>,
+    /// A real hash of a random password: unknown users are verified against it so a login
+    /// takes the same time whether or not the account exists.
+    dummy_hash: Arc<str>,
+}
+
+impl PasswordHasher {
+    pub fn new(params: HashParams) -> anyhow::Result<Self> {
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| anyhow!("invalid Argon2 parameters: {e}"))?;
+        let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let dummy_password = uuid::Uuid::new_v4().to_string();
+        let dummy_hash = hash_now(&params, &dummy_password)?;
+        Ok(Self {
+            params,
+            slots: Arc::new(Semaphore::new(slots)),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    /// Hashes a new password as a PHC string (`$argon2id$v=19$m=...`).
+    pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
+        let params = self.params.clone();
+        let password = password.clone();
+        self.run_bounded(move || hash_now(&params, password.expose()))
+            .await
+    }
+
+    /// Checks `password` against `stored`, or against the dummy hash when there is no user.
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> anyhow::Result<Verification> {
+        let known_user = stored.is_some();
+        let stored = stored.unwrap_or(&self.dummy_hash).to_string();
+        let params = self.params.clone();
+        let password = password.clone();
+        let outcome = self
+            .run_bounded(move || verify_now(&params, password.expose(), &stored))
+            .await?;
+        Ok(if known_user {
+            outcome
+        } else {
+            Verification::Mismatch
+        })
+    }
+
+    async fn run_bounded<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _permit = self.slots.acquire().await.context("hasher closed")?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .context("hashing task panicked")?
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_now(params: &Params, password: &str) -> anyhow::Result<String> {
+    argon2(params)
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow!("hashing failed: {e}"))
+}
+
+fn verify_now(params: &Params, password: &str, stored: &str) -> anyhow::Result<Verification> {
+    if stored.starts_with("$2") {
+        // bcrypt only reads the first 72 bytes; longer passwords are refused by the crate.
+        return Ok(match bcrypt::verify(password, stored) {
+            Ok(true) => Verification::MatchNeedsRehash,
+            _ => Verification::Mismatch,
+        });
+    }
+    let parsed = match PasswordHash::new(stored) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::warn!(error = %e, "stored password hash is not a PHC string");
+            return Ok(Verification::Mismatch);
+        }
+    };
+    if argon2(params)
+        .verify_password(password.as_bytes(), &parsed)
+        .is_err()
+    {
+        return Ok(Verification::Mismatch);
+    }
+    let current = parsed.algorithm.as_str() == "argon2id"
+        && Params::try_from(&parsed).is_ok_and(|p| {
+            p.m_cost() == params.m_cost()
+                && p.t_cost() == params.t_cost()
+                && p.p_cost() == params.p_cost()
+        });
+    Ok(if current {
+        Verification::Match
+    } else {
+        Verification::MatchNeedsRehash
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> HashParams {
+        HashParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn pw(s: &str) -> Password {
+        Password::attempt(s.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn argon2id_round_trip() {
+        let hasher = PasswordHasher::new(cheap()).unwrap();
+        let hash = hasher.hash(&pw("correct horse")).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        assert_eq!(
+            hasher
+                .verify(&pw("correct horse"), Some(&hash))
+                .await
+                .unwrap(),
+            Verification::Match
+        );
+        assert_eq!(
+            hasher
+                .verify(&pw("wrong horse"), Some(&hash))
+                .await
+                .unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn old_parameters_ask_for_rehash() {
+        let old = PasswordHasher::new(cheap()).unwrap();
+        let hash = old.hash(&pw("correct horse")).await.unwrap();
+        let new = PasswordHasher::new(HashParams {
+            iterations: 2,
+            ..cheap()
+        })
+        .unwrap();
+        assert_eq!(
+            new.verify(&pw("correct horse"), Some(&hash)).await.unwrap(),
+            Verification::MatchNeedsRehash
+        );
+    }
+
+    #[tokio::test]
+    async fn passlib_bcrypt_hash_verifies_and_asks_for_rehash() {
+        // PHP writes bcrypt hashes as `$2y$`; passlib writes `$2b$` (see the integration tests).
+        let hasher = PasswordHasher::new(cheap()).unwrap();
+        let stored = bcrypt::hash("password", 4).unwrap().replace("$2b$", "$2y$");
+        assert_eq!(
+            hasher.verify(&pw("password"), Some(&stored)).await.unwrap(),
+            Verification::MatchNeedsRehash
+        );
+        assert_eq!(
+            hasher.verify(&pw("Password"), Some(&stored)).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_user_never_matches() {
+        let hasher = PasswordHasher::new(cheap()).unwrap();
+        assert_eq!(
+            hasher.verify(&pw("anything at all"), None).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_hash_is_a_mismatch_not_an_error() {
+        let hasher = PasswordHasher::new(cheap()).unwrap();
+        assert_eq!(
+            hasher
+                .verify(&pw("whatever1"), Some("not-a-hash"))
+                .await
+                .unwrap(),
+            Verification::Mismatch
+        );
+    }
+}

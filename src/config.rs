@@ -1,0 +1,238 @@
+//! One typed configuration, read from the environment (and a `.env` file, which `cli` loads
+//! first so real environment variables win).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::RngCore;
+
+/// The key that signs access tokens. `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretKey(Vec<u8>);
+
+impl SecretKey {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+/// Argon2id cost parameters (defaults: OWASP's m=19456 KiB, t=2, p=1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    /// The address users open, used for links and to decide on `Secure` cookies.
+    pub public_url: url::Url,
+    pub data_dir: PathBuf,
+    pub secret_key: SecretKey,
+    pub access_token_ttl: Duration,
+    pub cors_origins: Vec<String>,
+    pub hash_params: HashParams,
+    /// How long a request waits for a database connection before answering 503.
+    pub db_acquire_timeout: Duration,
+    pub production: bool,
+}
+
+/// Reads a variable; an empty value counts as unset.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={raw:?} is not valid: {e}")),
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let production = var("GATEHOUSE_ENV").is_some_and(|v| v.eq_ignore_ascii_case("production"));
+        let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "data".into()));
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("gatehouse.db").display()
+            )
+        });
+        let host = var("HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let port: u16 = parsed("PORT", 8000)?;
+        let listen: SocketAddr = format!("{host}:{port}")
+            .parse()
+            .or_else(|_| format!("[{host}]:{port}").parse())
+            .with_context(|| format!("HOST={host:?} is not an IP address"))?;
+        let public_url = match var("PUBLIC_URL") {
+            Some(raw) => url::Url::parse(&raw).with_context(|| format!("PUBLIC_URL={raw:?}"))?,
+            None => default_public_url(listen),
+        };
+        let secret_key = match var("SECRET_KEY") {
+            Some(key) => {
+                if production && key.len() < 32 {
+                    bail!(
+                        "SECRET_KEY is {} bytes long; with GATEHOUSE_ENV=production it must be at least 32 bytes (try `openssl rand -hex 32`)",
+                        key.len()
+                    );
+                }
+                SecretKey::new(key.into_bytes())
+            }
+            None if production => bail!(
+                "GATEHOUSE_ENV=production needs a SECRET_KEY of at least 32 bytes (try `openssl rand -hex 32`); refusing to start with a generated key"
+            ),
+            None => load_or_create_secret(&data_dir)?,
+        };
+        let minutes: u64 = parsed("ACCESS_TOKEN_EXPIRE_MINUTES", 30)?;
+        if minutes == 0 {
+            bail!("ACCESS_TOKEN_EXPIRE_MINUTES must be at least 1");
+        }
+        let cors_origins = var("CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let defaults = HashParams::default();
+        let hash_params = HashParams {
+            memory_kib: parsed("ARGON2_MEMORY_KIB", defaults.memory_kib)?,
+            iterations: parsed("ARGON2_ITERATIONS", defaults.iterations)?,
+            parallelism: parsed("ARGON2_PARALLELISM", defaults.parallelism)?,
+        };
+        Ok(Self {
+            database_url,
+            listen,
+            public_url,
+            data_dir,
+            secret_key,
+            access_token_ttl: Duration::from_secs(minutes * 60),
+            cors_origins,
+            hash_params,
+            db_acquire_timeout: Duration::from_secs(parsed("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),
+            production,
+        })
+    }
+
+    /// Whether cookies must be `Secure` (and may use the `__Host-` prefix).
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+/// `http://127.0.0.1:8000/` for the default listener; an unspecified host becomes localhost.
+pub fn default_public_url(listen: SocketAddr) -> url::Url {
+    let host = if listen.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        match listen.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    url::Url::parse(&format!("http://{host}:{}/", listen.port())).expect("a valid URL")
+}
+
+const SECRET_FILE: &str = "secret_key";
+
+/// Without `SECRET_KEY`, development uses a random 256-bit key kept in the data folder, so
+/// tokens survive restarts but no secret ever ships in the code.
+fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<SecretKey> {
+    let path = data_dir.join(SECRET_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let bytes = hex::decode(existing.trim())
+            .with_context(|| format!("{} is not a hex key", path.display()))?;
+        if bytes.len() < 32 {
+            bail!("{} holds a key shorter than 256 bits", path.display());
+        }
+        tracing::warn!(path = %path.display(), "SECRET_KEY is not set; using the key generated earlier in the data folder");
+        return Ok(SecretKey::new(bytes));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data folder {}", data_dir.display()))?;
+    let mut bytes = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    write_private_file(&path, hex::encode(&bytes).as_bytes())?;
+    tracing::warn!(path = %path.display(), "SECRET_KEY is not set; generated a random key and stored it in the data folder (set SECRET_KEY in production)");
+    Ok(SecretKey::new(bytes))
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secret_is_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_secret(dir.path()).unwrap();
+        let second = load_or_create_secret(dir.path()).unwrap();
+        assert_eq!(first.expose(), second.expose());
+        assert_eq!(first.expose().len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let key = SecretKey::new(b"super-secret-value".to_vec());
+        assert!(!format!("{key:?}").contains("super"));
+    }
+}

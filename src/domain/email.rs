@@ -1,0 +1,58 @@
+use std::fmt;
+
+/// An email address, checked for shape only (one `@`, a dot in the domain, no spaces);
+/// only a delivered message proves an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        let invalid = || "Email address is not valid".to_string();
+        if trimmed.len() > 254 || trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = trimmed.split_once('@').ok_or_else(invalid)?;
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains('@');
+        if local.is_empty() || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(Self(trimmed.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_checks() {
+        assert!(Email::parse("a@example.com").is_ok());
+        assert_eq!(Email::parse(" a@b.io ").unwrap().as_str(), "a@b.io");
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@b.com",
+            "a@b",
+            "a b@c.com",
+            "a@b@c.com",
+            "a@.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

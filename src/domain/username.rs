@@ -1,0 +1,107 @@
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+
+const MIN_CHARS: usize = 3;
+const MAX_CHARS: usize = 64;
+
+/// A username: 3 to 64 letters, digits, `.`, `_` or `-`, after Unicode NFKC normalisation.
+///
+/// `as_str` is what the user chose (normalised); `key` is the case-folded form the database
+/// keeps unique, so `Alice` and `alice` (or `ＡＬＩＣＥ`) cannot both exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username {
+    display: String,
+    key: String,
+}
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let display: String = raw.nfkc().collect();
+        let count = display.chars().count();
+        if count < MIN_CHARS {
+            return Err(format!(
+                "Username must be at least {MIN_CHARS} characters long"
+            ));
+        }
+        if count > MAX_CHARS {
+            return Err(format!(
+                "Username must be at most {MAX_CHARS} characters long"
+            ));
+        }
+        if let Some(bad) = display
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "Username may only contain letters, digits, '.', '_' and '-' (found {bad:?})"
+            ));
+        }
+        let key = Self::fold(&display);
+        Ok(Self { display, key })
+    }
+
+    /// The lookup key for any string a client sends as a username, valid or not.
+    /// Lets login look up users without rejecting names created under older rules.
+    pub fn fold(raw: &str) -> String {
+        // NFKC again after lowercasing: lowercasing can produce non-normalised sequences.
+        raw.nfkc().flat_map(char::to_lowercase).nfkc().collect()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_letters_digits_and_punctuation() {
+        for ok in [
+            "foo",
+            "alice.smith",
+            "bob_42",
+            "x-y-z",
+            "élodie",
+            "名前です",
+        ] {
+            assert!(Username::parse(ok).is_ok(), "{ok} should be accepted");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_lengths_and_characters() {
+        for bad in [
+            "",
+            "ab",
+            "has space",
+            "semi;colon",
+            "a/b",
+            "emoji😀",
+            &"x".repeat(65),
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn keys_fold_case_and_compatibility_forms() {
+        let a = Username::parse("Alice").unwrap();
+        let b = Username::parse("ＡＬＩＣＥ").unwrap();
+        assert_eq!(a.key(), "alice");
+        assert_eq!(a.key(), b.key());
+        assert_eq!(b.as_str(), "ALICE");
+    }
+}

@@ -1,0 +1,159 @@
+//! One error type for the whole service, and the JSON contract it maps to.
+//!
+//! The bodies follow FastAPI's: `{"detail": "..."}` for ordinary errors and
+//! `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}` for validation errors, so
+//! clients written against the tutorial's backend keep working.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One entry of a 422 body, in FastAPI's shape.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    /// A field of the request body that failed a rule.
+    pub fn body(field: &str, msg: impl Into<String>, kind: &str) -> Self {
+        Self {
+            loc: vec!["body".into(), field.into()],
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+}
+
+/// Why a bearer credential was refused; the two cases have different messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization` header, or not the Bearer scheme.
+    Missing,
+    /// A token was given but is not valid (bad signature, expired, unknown user, ...).
+    Invalid,
+    /// Username or password wrong at login.
+    BadCredentials,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("authentication failed: {0:?}")]
+    Unauthorized(AuthFailure),
+    #[error("inactive user")]
+    InactiveUser,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("service unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn validation(field: &str, msg: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::body(field, msg, "value_error")])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::InactiveUser | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The human-readable message a client (or a page) shows.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Validation(errors) => errors
+                .first()
+                .map(|e| e.msg.clone())
+                .unwrap_or_else(|| "Invalid input".into()),
+            Self::Unauthorized(AuthFailure::Missing) => "Not authenticated".into(),
+            Self::Unauthorized(AuthFailure::Invalid) => "Could not validate credentials".into(),
+            Self::Unauthorized(AuthFailure::BadCredentials) => {
+                "Incorrect username or password".into()
+            }
+            Self::InactiveUser => "Inactive user".into(),
+            Self::BadRequest(m) | Self::Conflict(m) | Self::Forbidden(m) => m.clone(),
+            Self::UnsupportedMediaType(m) => m.clone(),
+            Self::NotFound => "Not Found".into(),
+            Self::MethodNotAllowed => "Method Not Allowed".into(),
+            Self::PayloadTooLarge => "Request body too large".into(),
+            Self::Unavailable => "Service unavailable".into(),
+            Self::Internal(_) => "Internal server error".into(),
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                Self::Unavailable
+            }
+            StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Other(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            Self::Validation(errors) => json!({ "detail": errors }),
+            Self::Internal(cause) => {
+                // Logged once here, with its chain; the client gets an opaque message.
+                tracing::error!(error = ?cause, "internal error");
+                json!({ "detail": self.detail() })
+            }
+            _ => json!({ "detail": self.detail() }),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,197 @@
+//! Extractors that turn requests into validated values, with FastAPI-shaped errors.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use crate::domain::Username;
+use crate::error::{AuthFailure, Error, FieldError};
+use crate::store::User;
+
+/// A JSON body. Malformed JSON, a wrong content type, missing fields or wrong types become
+/// a 4xx with a message, never a 500; the 422 body has FastAPI's shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+            });
+        if !is_json {
+            return Err(Error::UnsupportedMediaType(
+                "Expected a JSON body (Content-Type: application/json)".into(),
+            ));
+        }
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Reads the whole body, mapping the size limit to 413.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge
+        } else {
+            Error::BadRequest("Could not read the request body".into())
+        }
+    })
+}
+
+/// Parses JSON into `T`, reporting where it failed as FastAPI does.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path: Vec<String> = err
+            .path()
+            .iter()
+            .map(|segment| segment.to_string())
+            .filter(|s| s != "?")
+            .collect();
+        Error::Validation(vec![json_field_error(err.inner(), path)])
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| Error::Validation(vec![json_field_error(&err, Vec::new())]))?;
+    Ok(value)
+}
+
+fn json_field_error(err: &serde_json::Error, mut path: Vec<String>) -> FieldError {
+    use serde_json::error::Category;
+    let message = err.to_string();
+    let (msg, kind) = match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            return FieldError {
+                loc: vec!["body".into(), err.column().to_string()],
+                msg: "JSON decode error".into(),
+                kind: "json_invalid".into(),
+            };
+        }
+        Category::Data => {
+            // serde reports a missing field at its parent, naming the field in the message.
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                path.push(field.to_string());
+                ("Field required".to_string(), "missing")
+            } else {
+                (strip_position(&message), "type_error")
+            }
+        }
+    };
+    let mut loc = vec!["body".to_string()];
+    loc.extend(path);
+    FieldError {
+        loc,
+        msg,
+        kind: kind.into(),
+    }
+}
+
+/// serde_json appends " at line 1 column 12"; the location is already in `loc`.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The signed-in, active user of a bearer-token request.
+pub struct AuthUser(pub User);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(Error::Unauthorized(AuthFailure::Missing))?;
+        let claims = state
+            .tokens
+            .verify(token)
+            .ok_or(Error::Unauthorized(AuthFailure::Invalid))?;
+        let user = state
+            .store
+            .user_by_key(&Username::fold(&claims.sub))
+            .await?
+            .ok_or(Error::Unauthorized(AuthFailure::Invalid))?;
+        if user.disabled {
+            return Err(Error::InactiveUser);
+        }
+        Ok(Self(user))
+    }
+}
+
+/// The token of an `Authorization: Bearer ...` header (scheme case-insensitive, as in RFC 6750).
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        username: String,
+        completed: Option<bool>,
+    }
+
+    fn loc(err: Error) -> (Vec<String>, String) {
+        match err {
+            Error::Validation(errors) => (errors[0].loc.clone(), errors[0].kind.clone()),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_field_is_located() {
+        let err = parse_json::<Body>(b"{}").unwrap_err();
+        assert_eq!(
+            loc(err),
+            (vec!["body".into(), "username".into()], "missing".into())
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let err = parse_json::<Body>(br#"{"username": 5}"#).unwrap_err();
+        assert_eq!(loc(err).0, vec!["body".to_string(), "username".to_string()]);
+    }
+
+    #[test]
+    fn malformed_json_is_json_invalid() {
+        for raw in [
+            &b"{"[..],
+            b"not json",
+            b"",
+            b"{\"username\": \"a\"} trailing",
+        ] {
+            let err = parse_json::<Body>(raw).unwrap_err();
+            assert_eq!(
+                loc(err).1,
+                "json_invalid",
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Sign-up and the signed-in user: `POST /users/`, `GET /users/me/`, `GET /users/me/items/`.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiJson, AppState, AuthUser};
+use crate::domain::{Email, Password, Username};
+use crate::error::{Error, FieldError, Result};
+use crate::store::{NewUser, StoreError, User};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users/", post(sign_up))
+        .route("/users", post(sign_up))
+        .route("/users/me/", get(read_me))
+        .route("/users/me", get(read_me))
+        .route("/users/me/items/", get(read_own_items))
+        .route("/users/me/items", get(read_own_items))
+}
+
+/// The tutorial's `UserIn`. Unknown fields (such as `disabled`) are ignored.
+#[derive(Debug, Deserialize)]
+pub struct SignUpRequest {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub full_name: Option<String>,
+}
+
+/// A user as every endpoint shows it: never a hash.
+#[derive(Debug, Serialize)]
+pub struct UserResponse {
+    pub id: i64,
+    pub username: String,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub disabled: bool,
+}
+
+impl From<User> for UserResponse {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            full_name: user.full_name,
+            disabled: user.disabled,
+        }
+    }
+}
+
+/// A validated sign-up, ready to hash and store.
+pub struct SignUp {
+    pub username: Username,
+    pub password: Password,
+    pub email: Option<Email>,
+    pub full_name: Option<String>,
+}
+
+impl SignUpRequest {
+    /// Checks every field and reports all problems at once.
+    pub fn validate(self) -> Result<SignUp> {
+        let mut errors = Vec::new();
+        let mut check = |field: &str, outcome: std::result::Result<(), String>| {
+            if let Err(msg) = outcome {
+                errors.push(FieldError::body(field, msg, "value_error"));
+            }
+        };
+        let username = Username::parse(&self.username);
+        check(
+            "username",
+            username.as_ref().map(drop).map_err(Clone::clone),
+        );
+        let password = Password::new(self.password);
+        check(
+            "password",
+            password.as_ref().map(drop).map_err(Clone::clone),
+        );
+        let email = self
+            .email
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| Email::parse(&e))
+            .transpose();
+        check("email", email.as_ref().map(drop).map_err(Clone::clone));
+        let full_name = self
+            .full_name
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        check(
+            "full_name",
+            match &full_name {
+                Some(n) if n.chars().count() > 200 => {
+                    Err("Full name must be at most 200 characters long".into())
+                }
+                _ => Ok(()),
+            },
+        );
+        match (username, password, email) {
+            (Ok(username), Ok(password), Ok(email)) if errors.is_empty() => Ok(SignUp {
+                username,
+                password,
+                email,
+                full_name,
+            }),
+            _ => Err(Error::Validation(errors)),
+        }
+    }
+}
+
+/// Hashes the password and stores the user; a taken username is a 409.
+pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
+    let hashed_password = state.hasher.hash(&sign_up.password).await?;
+    let new_user = NewUser {
+        username: sign_up.username,
+        email: sign_up.email,
+        full_name: sign_up.full_name,
+        hashed_password,
+    };
+    state
+        .store
+        .create_user(new_user, Utc::now())
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict(_) => Error::Conflict("Username already registered".into()),
+            other => other.into(),
+        })
+}
+
+async fn sign_up(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<SignUpRequest>,
+) -> Result<Json<UserResponse>> {
+    let user = register(&state, request.validate()?).await?;
+    tracing::info!(user_id = user.id, "user signed up");
+    Ok(Json(user.into()))
+}
+
+async fn read_me(AuthUser(user): AuthUser) -> Json<UserResponse> {
+    Json(user.into())
+}
+
+/// The tutorial's items are the caller's notes.
+#[derive(Debug, Serialize)]
+struct Item {
+    item_id: i64,
+    owner: String,
+    text: String,
+    completed: bool,
+}
+
+async fn read_own_items(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Vec<Item>>> {
+    let notes = state.store.list_notes(user.id).await?;
+    Ok(Json(
+        notes
+            .into_iter()
+            .map(|note| Item {
+                item_id: note.id,
+                owner: user.username.clone(),
+                text: note.text,
+                completed: note.completed,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,12 @@
+//! Gatehouse: an authentication service (sign-up, OAuth2 password login, JWT bearer tokens,
+//! browser sessions) that runs on an embedded SQLite file or on PostgreSQL.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod telemetry;

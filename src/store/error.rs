@@ -1,0 +1,48 @@
+use sqlx::error::DatabaseError;
+
+/// What can go wrong in the store, in terms the HTTP layer can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint refused the write; carries the constraint's name.
+    #[error("conflict on {0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    /// The database cannot be reached or is shutting down: the client should retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::Conflict(db.constraint().unwrap_or("unique").to_string())
+            }
+            sqlx::Error::Database(db) if is_outage(db.as_ref()) => {
+                Self::Unavailable(db.message().to_string())
+            }
+            other => Self::Other(other.into()),
+        }
+    }
+}
+
+/// Errors that mean "not now", not "never": PostgreSQL's connection exceptions (08),
+/// operator intervention such as a shutdown (57), insufficient resources (53), a database
+/// not accepting connections (55000), and SQLite's busy and locked codes.
+fn is_outage(db: &dyn DatabaseError) -> bool {
+    let Some(code) = db.code() else { return false };
+    let code = code.as_ref();
+    ["08", "57", "53"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || matches!(code, "55000" | "5" | "6" | "261" | "517")
+}

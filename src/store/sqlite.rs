@@ -1,0 +1,49 @@
+//! SQLite: the embedded default, so `cargo run` works with no database server.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{ConnectOptions, sql::impl_store};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Self> {
+        let connect = SqliteConnectOptions::from_str(&options.url)
+            .with_context(|| format!("DATABASE_URL {:?} is not a SQLite URL", options.url))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            // WAL lets readers proceed while one connection writes.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = connect
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the database folder {}", dir.display()))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .with_context(|| format!("opening {}", options.url))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("running SQLite migrations")?;
+        Ok(Self { pool })
+    }
+}
+
+impl_store!(SqliteStore);
