@@ -1,0 +1,154 @@
+//! The real binary: configuration refusals, `migrate`, and `serve` with no configuration.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// The binary with an empty environment in an empty folder (no `.env` to pick up).
+fn gatehouse(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.env_clear().current_dir(dir).env("RUST_LOG", "warn");
+    command
+}
+
+#[test]
+fn production_refuses_to_start_without_a_strong_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = gatehouse(dir.path())
+        .env("GATEHOUSE_ENV", "production")
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("SECRET_KEY"), "says why: {stderr}");
+
+    let short = gatehouse(dir.path())
+        .env("GATEHOUSE_ENV", "production")
+        .env("SECRET_KEY", "too-short")
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+    assert!(
+        !stderr.contains("too-short"),
+        "the secret itself is never printed"
+    );
+    assert!(!dir.path().join("data").join("secret_key").exists());
+}
+
+#[test]
+fn migrate_creates_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gatehouse(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Migrations applied"));
+    assert!(dir.path().join("data").join("gatehouse.db").exists());
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value, expected) in [
+        ("PORT", "eighty", "PORT"),
+        ("DATABASE_URL", "mysql://localhost/db", "DATABASE_URL"),
+        (
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+            "0",
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+        ),
+    ] {
+        let output = gatehouse(dir.path())
+            .env(name, value)
+            .arg("migrate")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{name}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn serve_with_no_configuration_uses_sqlite_and_a_generated_private_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = gatehouse(dir.path())
+        .env("PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    assert_eq!(
+        first_line.trim(),
+        format!("Gatehouse is running: open http://127.0.0.1:{port}/")
+    );
+
+    let key_path = dir.path().join("data").join("secret_key");
+    assert_eq!(
+        std::fs::read_to_string(&key_path).unwrap().trim().len(),
+        64,
+        "256 bits, hex"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(dir.path().join("data").join("gatehouse.db").exists());
+
+    let health = reqwest::blocking_get(&format!("http://127.0.0.1:{port}/healthz"));
+    assert_eq!(health, 200);
+
+    // SIGTERM stops it cleanly.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status =
+        wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+mod reqwest {
+    /// A GET with a fresh runtime, for the synchronous process tests.
+    pub fn blocking_get(url: &str) -> u16 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            ::reqwest::get(url)
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or_else(|e| panic!("GET {url}: {e:?}"))
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! Cross-cutting parts of the HTTP contract: body limits, content types, CORS, unknown routes.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, assert_detail, spawn_app};
+
+both_backends!(
+    malformed_bodies_are_4xx_never_500,
+    oversized_bodies_are_413,
+    cors_allows_configured_origins_only,
+    unknown_routes_and_methods_have_json_errors,
+    request_ids_are_generated_and_echoed,
+    health_and_readiness,
+);
+
+async fn malformed_bodies_are_4xx_never_500(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let send = |content_type: &'static str, body: &'static [u8]| {
+        app.client
+            .post(app.url("/users/"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let json_invalid = send("application/json", b"{\"username\": ").await.unwrap();
+    assert_eq!(json_invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = json_invalid.json().await.unwrap();
+    assert_eq!(body["detail"][0]["type"], "json_invalid");
+
+    for (content_type, raw) in [
+        ("application/json", &b"[1, 2]"[..]),
+        ("application/json", b"\xff\xfe"),
+        ("application/json", b"null"),
+        ("text/plain", b"hello"),
+        (
+            "application/x-www-form-urlencoded",
+            b"username=foo&password=password",
+        ),
+    ] {
+        let status = send(content_type, raw).await.unwrap().status();
+        assert!(
+            status.is_client_error(),
+            "{content_type} {raw:?} -> {status}"
+        );
+    }
+    let no_type = app
+        .client
+        .post(app.url("/users/"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+async fn oversized_bodies_are_413(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let padding = "x".repeat(70 * 1024);
+    let response = app
+        .post_json(
+            "/users/",
+            &json!({"username": "big", "password": "password", "full_name": padding}),
+        )
+        .await;
+    assert_detail(
+        response,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Request body too large",
+    )
+    .await;
+    let form = app
+        .client
+        .post(app.url("/token"))
+        .form(&[("username", "big"), ("password", padding.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+async fn cors_allows_configured_origins_only(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/users/me/"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("http://localhost:3000").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    assert_eq!(
+        allowed.headers()["access-control-allow-credentials"],
+        "true"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+async fn unknown_routes_and_methods_have_json_errors(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let missing = app
+        .client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    assert_detail(missing, StatusCode::NOT_FOUND, "Not Found").await;
+    let wrong_method = app.client.delete(app.url("/token")).send().await.unwrap();
+    assert_detail(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed",
+    )
+    .await;
+}
+
+async fn request_ids_are_generated_and_echoed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let generated = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(generated.headers()["x-request-id"].len(), 36, "a UUID");
+    let echoed = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "abc-123");
+}
+
+async fn health_and_readiness(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in ["/healthz", "/readyz"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, json!({"status": "ok"}));
+    }
+}

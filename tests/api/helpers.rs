@@ -1,0 +1,296 @@
+//! `spawn_app()`: the real service on a free port with a fresh database, and typed helpers
+//! to drive it over HTTP.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gatehouse::config::{Config, HashParams, SecretKey, default_public_url};
+use gatehouse::server::Server;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{PgPool, SqlitePool};
+
+/// The key every test app signs with, so tests can mint their own tokens.
+pub const SECRET: &[u8] = b"test-secret-key-of-at-least-32-bytes!!";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// PostgreSQL when `TEST_DATABASE_URL` is set; in CI it must be.
+    pub fn postgres_available() -> bool {
+        if std::env::var("TEST_DATABASE_URL").is_ok() {
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL suite must run in CI"
+        );
+        eprintln!("skipping the PostgreSQL variant: set TEST_DATABASE_URL to run it");
+        false
+    }
+}
+
+/// Direct access to the test's database, to check what was stored.
+pub enum TestDb {
+    Sqlite(SqlitePool),
+    Postgres {
+        pool: PgPool,
+        admin_url: String,
+        name: String,
+    },
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    /// The data folder (and the SQLite file); removed when the test ends.
+    _data_dir: tempfile::TempDir,
+}
+
+/// Builds a configuration for tests: cheap Argon2id parameters, a known key.
+pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Config {
+        database_url,
+        listen,
+        public_url: default_public_url(listen),
+        data_dir: data_dir.to_path_buf(),
+        secret_key: SecretKey::new(SECRET.to_vec()),
+        access_token_ttl: Duration::from_secs(30 * 60),
+        cors_origins: vec!["http://localhost:3000".into()],
+        hash_params: HashParams {
+            memory_kib: 4096,
+            iterations: 1,
+            parallelism: 1,
+        },
+        db_acquire_timeout: Duration::from_secs(2),
+        production: false,
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like `spawn_app`, with a chance to adjust the configuration first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (database_url, db) = fresh_database(backend, data_dir.path()).await;
+    let mut config = test_config(database_url, data_dir.path());
+    adjust(&mut config);
+    let server = Server::build(config).await.expect("the app starts");
+    let address = server.local_addr();
+    tokio::spawn(server.run(std::future::pending()));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    TestApp {
+        base: format!("http://{address}"),
+        client,
+        db,
+        _data_dir: data_dir,
+    }
+}
+
+async fn fresh_database(backend: Backend, data_dir: &std::path::Path) -> (String, TestDb) {
+    match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}?mode=rwc", data_dir.join("test.db").display());
+            // The app runs the migrations; this pool opens lazily, after them.
+            let pool = SqlitePool::connect_lazy(&url).unwrap();
+            (url, TestDb::Sqlite(pool))
+        }
+        Backend::Postgres => {
+            let admin_url = std::env::var("TEST_DATABASE_URL").unwrap();
+            let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = PgPool::connect(&admin_url)
+                .await
+                .expect("TEST_DATABASE_URL answers");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let mut url = url::Url::parse(&admin_url).unwrap();
+            url.set_path(&name);
+            let pool = PgPool::connect_lazy(url.as_str()).unwrap();
+            (
+                url.to_string(),
+                TestDb::Postgres {
+                    pool,
+                    admin_url,
+                    name,
+                },
+            )
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres {
+            admin_url, name, ..
+        } = self
+        {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; the cleanup gets a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(admin) = PgPool::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn signup(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/users/",
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Signs up and returns an access token, asserting each step worked.
+    pub async fn signup_and_login(&self, username: &str) -> String {
+        let password = "correct horse battery";
+        let response = self.signup(username, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "sign-up of {username}");
+        self.token_for(username, password).await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/token"))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn token_for(&self, username: &str, password: &str) -> String {
+        let response = self.login(username, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {username}");
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn get_me(&self, token: &str) -> Response {
+        self.get_auth("/users/me/", token).await
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Runs a statement against the test database (to set up states the API cannot reach).
+    pub async fn execute(&self, sql: &'static str, bind: &str) {
+        match &self.db {
+            TestDb::Sqlite(pool) => {
+                sqlx::query(sql).bind(bind).execute(pool).await.unwrap();
+            }
+            TestDb::Postgres { pool, .. } => {
+                sqlx::query(sql).bind(bind).execute(pool).await.unwrap();
+            }
+        }
+    }
+
+    /// Reads one text column of one row from the test database.
+    pub async fn fetch_text(&self, sql: &'static str, bind: &str) -> Option<String> {
+        match &self.db {
+            TestDb::Sqlite(pool) => sqlx::query_scalar(sql)
+                .bind(bind)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+            TestDb::Postgres { pool, .. } => sqlx::query_scalar(sql)
+                .bind(bind)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+        }
+    }
+
+    pub async fn stored_hash(&self, username: &str) -> String {
+        self.fetch_text(
+            "SELECT hashed_password FROM users WHERE username = $1",
+            username,
+        )
+        .await
+        .expect("the user exists")
+    }
+}
+
+/// Asserts status and `detail` of an error response, returning the response's headers.
+pub async fn assert_detail(
+    response: Response,
+    status: StatusCode,
+    detail: &str,
+) -> reqwest::header::HeaderMap {
+    let headers = response.headers().clone();
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"detail": detail}));
+    headers
+}
+
+/// Declares each scenario once and runs it on SQLite and (when available) PostgreSQL:
+/// `both_backends!(signup_works, ...)` expects `async fn signup_works(backend: Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::Backend::postgres_available() {
+                        super::$name($crate::helpers::Backend::Postgres).await
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,135 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, assert_detail, spawn_app};
+
+both_backends!(
+    signup_returns_the_user_without_any_hash,
+    taken_username_is_a_409_whatever_the_case,
+    concurrent_signups_of_one_name_create_one_user,
+    invalid_fields_are_422_in_fastapi_shape,
+);
+
+async fn signup_returns_the_user_without_any_hash(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app
+        .post_json(
+            "/users/",
+            &json!({"username": "foo", "password": "password", "email": "foo@example.com", "full_name": "Foo Bar"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"id": body["id"], "username": "foo", "email": "foo@example.com", "full_name": "Foo Bar", "disabled": false})
+    );
+    assert!(body["id"].as_i64().unwrap() > 0);
+    let hash = app.stored_hash("foo").await;
+    assert!(
+        hash.starts_with("$argon2id$v=19$"),
+        "stored as Argon2id: {hash}"
+    );
+}
+
+async fn taken_username_is_a_409_whatever_the_case(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(
+        app.signup("Alice", "password1").await.status(),
+        StatusCode::OK
+    );
+    for variant in ["Alice", "alice", "ALICE", "ＡＬＩＣＥ"] {
+        let response = app.signup(variant, "password2").await;
+        assert_detail(
+            response,
+            StatusCode::CONFLICT,
+            "Username already registered",
+        )
+        .await;
+    }
+}
+
+async fn concurrent_signups_of_one_name_create_one_user(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let attempts = (0..6).map(|i| {
+        let name = if i % 2 == 0 { "racer" } else { "RACER" };
+        app.signup(name, "password123")
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        5,
+        "{statuses:?}"
+    );
+}
+
+async fn invalid_fields_are_422_in_fastapi_shape(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases = [
+        (
+            json!({"username": "ab", "password": "password"}),
+            "username",
+            "value_error",
+        ),
+        (
+            json!({"username": "has space", "password": "password"}),
+            "username",
+            "value_error",
+        ),
+        (
+            json!({"username": "valid", "password": "short"}),
+            "password",
+            "value_error",
+        ),
+        (
+            json!({"username": "valid", "password": "x".repeat(129)}),
+            "password",
+            "value_error",
+        ),
+        (
+            json!({"username": "valid", "password": "password", "email": "nope"}),
+            "email",
+            "value_error",
+        ),
+        (json!({"password": "password"}), "username", "missing"),
+        (json!({"username": "valid"}), "password", "missing"),
+        (
+            json!({"username": 42, "password": "password"}),
+            "username",
+            "type_error",
+        ),
+    ];
+    for (body, field, kind) in cases {
+        let response = app.post_json("/users/", &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        let detail: Value = response.json().await.unwrap();
+        let first = &detail["detail"][0];
+        assert_eq!(first["loc"], json!(["body", field]), "{body} -> {detail}");
+        assert_eq!(first["type"], kind, "{body} -> {detail}");
+        assert!(first["msg"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let count = app
+        .fetch_text(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM users WHERE $1 = $1",
+            "x",
+        )
+        .await;
+    assert_eq!(count.as_deref(), Some("0"), "no invalid user was stored");
+}

@@ -1,0 +1,201 @@
+use reqwest::StatusCode;
+use reqwest::multipart::Form;
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::{Backend, assert_detail, spawn_app};
+
+/// A bcrypt hash of "tutorial-password" made by passlib's `CryptContext(schemes=["bcrypt"])`,
+/// exactly as the tutorial's backend stores it.
+const PASSLIB_BCRYPT_HASH: &str = "$2b$12$m1Pq/uMjA90NW2y6a5OfQOX3HxhdNFngefw7VP7KS0GshP3lpGFEe";
+
+both_backends!(
+    login_with_a_urlencoded_form_returns_a_bearer_token,
+    login_with_multipart_form_data_as_the_tutorial_page_sends_it,
+    wrong_password_and_unknown_user_get_the_same_401,
+    disabled_user_cannot_log_in,
+    legacy_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id,
+    login_form_errors_are_4xx,
+);
+
+async fn login_with_a_urlencoded_form_returns_a_bearer_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("foo", "password").await;
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "foo"),
+            ("password", "password"),
+            ("scope", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 1800);
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+    assert_eq!(app.get_me(token).await.status(), StatusCode::OK);
+}
+
+async fn login_with_multipart_form_data_as_the_tutorial_page_sends_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("foo", "password").await;
+    let form = Form::new()
+        .text("username", "foo")
+        .text("password", "password");
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let me: Value = app
+        .get_me(body["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "foo");
+}
+
+async fn wrong_password_and_unknown_user_get_the_same_401(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("foo", "password").await;
+    for (user, password) in [
+        ("foo", "wrong-password"),
+        ("nobody", "password"),
+        ("foo", ""),
+    ] {
+        let headers = assert_detail(
+            app.login(user, password).await,
+            StatusCode::UNAUTHORIZED,
+            "Incorrect username or password",
+        )
+        .await;
+        assert_eq!(headers["www-authenticate"], "Bearer");
+    }
+    // The username is matched case-insensitively, the password exactly.
+    assert_eq!(app.login("FOO", "password").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login("foo", "PASSWORD").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn disabled_user_cannot_log_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.signup_and_login("sleepy").await;
+    app.execute(
+        "UPDATE users SET disabled = TRUE WHERE username = $1",
+        "sleepy",
+    )
+    .await;
+    assert_detail(
+        app.login("sleepy", "correct horse battery").await,
+        StatusCode::BAD_REQUEST,
+        "Inactive user",
+    )
+    .await;
+    assert_detail(
+        app.get_me(&token).await,
+        StatusCode::BAD_REQUEST,
+        "Inactive user",
+    )
+    .await;
+    // A wrong password still says only that the credentials are wrong.
+    assert_eq!(
+        app.login("sleepy", "not the password").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn legacy_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("legacy", "placeholder-password").await;
+    app.execute(
+        "UPDATE users SET hashed_password = '$2b$12$m1Pq/uMjA90NW2y6a5OfQOX3HxhdNFngefw7VP7KS0GshP3lpGFEe' WHERE username = $1",
+        "legacy",
+    )
+    .await;
+    assert_eq!(app.stored_hash("legacy").await, PASSLIB_BCRYPT_HASH);
+    assert_eq!(
+        app.login("legacy", "wrong-password").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.stored_hash("legacy").await,
+        PASSLIB_BCRYPT_HASH,
+        "no upgrade on failure"
+    );
+
+    let token = app.token_for("legacy", "tutorial-password").await;
+    let upgraded = app.stored_hash("legacy").await;
+    assert!(upgraded.starts_with("$argon2id$"), "upgraded: {upgraded}");
+    assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
+    // The new hash works for the same password.
+    assert_eq!(
+        app.login("legacy", "tutorial-password").await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn login_form_errors_are_4xx(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let missing = app
+        .client
+        .post(app.url("/token"))
+        .form(&[("username", "foo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(
+        body["detail"][0]["loc"],
+        serde_json::json!(["body", "password"])
+    );
+
+    let as_json = app
+        .post_json(
+            "/token",
+            &serde_json::json!({"username": "foo", "password": "password"}),
+        )
+        .await;
+    assert_eq!(as_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let grant = app
+        .client
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("username", "foo"),
+            ("password", "password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), StatusCode::BAD_REQUEST);
+
+    let broken_multipart = app
+        .client
+        .post(app.url("/token"))
+        .header("content-type", "multipart/form-data; boundary=xyz")
+        .body("--xyz\r\nnot a part")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        broken_multipart.status().is_client_error(),
+        "{}",
+        broken_multipart.status()
+    );
+}
