@@ -56,6 +56,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub secret_key: SecretKey,
     pub access_token_ttl: Duration,
+    /// Lifetime of a browser session without "Remember me" (the cookie also ends with the browser).
+    pub session_ttl: Duration,
+    /// Lifetime of a "Remember me" browser session and its persistent cookie.
+    pub remember_me_ttl: Duration,
     pub cors_origins: Vec<String>,
     pub hash_params: HashParams,
     /// How long a request waits for a database connection before answering 503.
@@ -142,6 +146,12 @@ impl Config {
             data_dir,
             secret_key,
             access_token_ttl: Duration::from_secs(minutes * 60),
+            session_ttl: Duration::from_secs(
+                parsed::<u64>("SESSION_LIFETIME_HOURS", 12)?.max(1) * 3600,
+            ),
+            remember_me_ttl: Duration::from_secs(
+                parsed::<u64>("REMEMBER_ME_DAYS", 30)?.max(1) * 86_400,
+            ),
             cors_origins,
             hash_params,
             db_acquire_timeout: Duration::from_secs(parsed("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),

@@ -14,7 +14,8 @@ use crate::store::StoreError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One entry of a 422 body, in FastAPI's shape.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = ValidationError)]
 pub struct FieldError {
     pub loc: Vec<String>,
     pub msg: String,

@@ -3,13 +3,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::store::{self, ConnectOptions};
 
 /// A service bound to its port, ready to run.
@@ -20,7 +23,7 @@ pub struct Server {
 
 impl Server {
     /// Opens the database (running migrations), prepares the keys and binds the listener.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         let store = store::connect(&ConnectOptions {
             url: config.database_url.clone(),
             acquire_timeout: config.db_acquire_timeout,
@@ -31,11 +34,17 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        // Port 0 means "any free port": links and origin checks need the real one.
+        let bound = listener.local_addr()?;
+        if config.public_url.port() == Some(0) {
+            let _ = config.public_url.set_port(Some(bound.port()));
+        }
         let state = AppState {
             store,
             hasher,
             tokens,
             config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
         };
         Ok(Self { listener, state })
     }
@@ -50,21 +59,53 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests finish
+    /// for up to `SHUTDOWN_GRACE`, and closes the database pool.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
         let app = http::app(self.state);
-        axum::serve(
+        let (stopping, mut stop_requested) = watch::channel(false);
+        let serve = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        });
+        let grace_expired = async move {
+            if stop_requested.wait_for(|stop| *stop).await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let served = tokio::select! {
+            served = serve => served.context("serving HTTP"),
+            () = grace_expired => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        if tokio::time::timeout(POOL_CLOSE_LIMIT, store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use; exiting without waiting for them");
+        }
+        tracing::info!("stopped");
+        served
     }
 }
+
+/// How long in-flight requests may run after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long closing the database pool may wait for connections still in use.
+const POOL_CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

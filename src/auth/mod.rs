@@ -2,6 +2,7 @@
 
 pub mod login;
 pub mod password;
+pub mod session;
 pub mod token;
 
 pub use password::{PasswordHasher, Verification};

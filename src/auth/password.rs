@@ -6,6 +6,7 @@
 //! the async workers that serve every other request.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, anyhow};
 use argon2::password_hash::phc::PasswordHash;
@@ -29,6 +30,9 @@ pub enum Verification {
 pub struct PasswordHasher {
     params: Params,
     slots: Arc<Semaphore>,
+    slot_count: usize,
+    /// Hashes queued for a slot, for `/metrics`.
+    waiting: Arc<AtomicUsize>,
     /// A real hash of a random password: unknown users are verified against it so a login
     /// takes the same time whether or not the account exists.
     dummy_hash: Arc<str>,
@@ -49,6 +53,8 @@ impl PasswordHasher {
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(slots)),
+            slot_count: slots,
+            waiting: Arc::new(AtomicUsize::new(0)),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -81,14 +87,50 @@ impl PasswordHasher {
         })
     }
 
+    /// How many hashes may run at once (one per core).
+    pub fn slots(&self) -> usize {
+        self.slot_count
+    }
+
+    /// How many hashes are running now.
+    pub fn slots_in_use(&self) -> usize {
+        self.slot_count
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// How many hashes are waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     async fn run_bounded<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let _permit = self.slots.acquire().await.context("hasher closed")?;
+        let permit = {
+            // Counted down on drop, so a request cancelled while queued leaves the queue.
+            let _queued = WaitingGuard::enter(&self.waiting);
+            self.slots.acquire().await.context("hasher closed")?
+        };
+        let _permit = permit;
         tokio::task::spawn_blocking(work)
             .await
             .context("hashing task panicked")?
+    }
+}
+
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingGuard<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

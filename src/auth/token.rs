@@ -158,3 +158,76 @@ mod tests {
         assert!(keys.verify(&subless).is_none());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(
+            &SecretKey::new(b"0123456789abcdef0123456789abcdef".to_vec()),
+            Duration::from_secs(60),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_is_refused_without_panicking(token in ".{0,200}") {
+            prop_assert!(keys().verify(&token).is_none());
+        }
+
+        #[test]
+        fn any_three_base64url_parts_are_refused(
+            header in "[A-Za-z0-9_-]{0,60}",
+            claims in "[A-Za-z0-9_-]{0,120}",
+            signature in "[A-Za-z0-9_-]{0,60}",
+        ) {
+            let token = [header, claims, signature].join(".");
+            prop_assert!(keys().verify(&token).is_none());
+        }
+
+        #[test]
+        fn any_change_to_a_valid_token_is_refused(position in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let keys = keys();
+            let token = keys.issue("alice").unwrap().token;
+            let mut bytes = token.clone().into_bytes();
+            let i = position.index(bytes.len());
+            bytes[i] = byte;
+            let changed = String::from_utf8_lossy(&bytes).into_owned();
+            if changed != token {
+                // A change in the last base64 character may only flip unused padding bits.
+                let same_signature = i == token.len() - 1;
+                prop_assert!(keys.verify(&changed).is_none() || same_signature);
+            }
+        }
+
+        #[test]
+        fn any_signed_claims_are_handled(claims in any_json(), sub in proptest::option::of(".{0,20}")) {
+            let mut claims = claims;
+            if let (serde_json::Value::Object(map), Some(sub)) = (&mut claims, sub) {
+                map.insert("sub".into(), sub.into());
+            }
+            let secret = EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef");
+            if let Ok(token) = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &secret) {
+                if let Some(verified) = keys().verify(&token) {
+                    prop_assert!(!verified.sub.is_empty());
+                    prop_assert!(verified.exp > Utc::now().timestamp() - 1);
+                }
+            }
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (Utc::now().timestamp()..i64::MAX).prop_map(serde_json::Value::from),
+            ".{0,10}".prop_map(serde_json::Value::from),
+        ];
+        let field = prop_oneof![Just("exp"), Just("sub"), Just("iat"), Just("jti"), Just("x")];
+        proptest::collection::btree_map(field.prop_map(String::from), leaf, 0..5)
+            .prop_map(|map| serde_json::Value::Object(map.into_iter().collect()))
+    }
+}

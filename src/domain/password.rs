@@ -64,3 +64,26 @@ mod tests {
         assert!(!format!("{p:?}").contains("hunter2"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_string_is_judged_by_its_length_in_characters(raw in ".{0,200}") {
+            let count = raw.chars().count();
+            let accepted = Password::new(raw.clone()).is_ok();
+            prop_assert_eq!(accepted, (MIN_CHARS..=MAX_CHARS).contains(&count));
+            prop_assert_eq!(Password::attempt(raw.clone()).is_some(), raw.len() <= MAX_CHARS * 4);
+        }
+
+        #[test]
+        fn debug_never_shows_it(raw in "[a-z]{8,40}") {
+            let password = Password::new(raw.clone()).unwrap();
+            let shown = format!("{password:?}");
+            prop_assert!(!shown.contains(&raw));
+        }
+    }
+}

@@ -105,3 +105,28 @@ mod tests {
         assert_eq!(b.as_str(), "ALICE");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_string_is_judged_without_panicking(raw in "\\PC{0,80}|.{0,80}") {
+            if let Ok(name) = Username::parse(&raw) {
+                let count = name.as_str().chars().count();
+                prop_assert!((MIN_CHARS..=MAX_CHARS).contains(&count));
+                prop_assert_eq!(name.key(), Username::fold(name.as_str()));
+                // A valid name stays valid (normalising twice changes nothing).
+                prop_assert_eq!(Username::parse(name.as_str()), Ok(name.clone()));
+            }
+        }
+
+        #[test]
+        fn folding_is_stable(raw in ".{0,80}") {
+            let key = Username::fold(&raw);
+            prop_assert_eq!(Username::fold(&key), key);
+        }
+    }
+}

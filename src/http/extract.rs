@@ -52,7 +52,24 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
 /// Parses JSON into `T`, reporting where it failed as FastAPI does.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+    let value = deserialize_located(&mut deserializer)?;
+    deserializer
+        .end()
+        .map_err(|err| Error::Validation(vec![json_field_error(&err, Vec::new())]))?;
+    Ok(value)
+}
+
+/// Converts already-parsed JSON (for example form fields) into `T`, with the same errors.
+pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+    deserialize_located(value)
+}
+
+fn deserialize_located<'de, T, D>(deserializer: D) -> Result<T, Error>
+where
+    T: DeserializeOwned,
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+{
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path: Vec<String> = err
             .path()
             .iter()
@@ -60,11 +77,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             .filter(|s| s != "?")
             .collect();
         Error::Validation(vec![json_field_error(err.inner(), path)])
-    })?;
-    deserializer
-        .end()
-        .map_err(|err| Error::Validation(vec![json_field_error(&err, Vec::new())]))?;
-    Ok(value)
+    })
 }
 
 fn json_field_error(err: &serde_json::Error, mut path: Vec<String>) -> FieldError {

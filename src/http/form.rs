@@ -6,7 +6,7 @@ use axum::http::header;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::extract::{parse_json, read_body};
+use super::extract::{parse_value, read_body};
 use crate::error::Error;
 
 pub struct AnyForm<T>(pub T);
@@ -76,9 +76,11 @@ fn parse_fields<T: DeserializeOwned>(fields: Vec<(String, String)>) -> Result<T,
         .into_iter()
         .map(|(name, value)| (name, Value::String(value)))
         .collect();
-    let json = serde_json::to_vec(&Value::Object(map)).map_err(anyhow::Error::from)?;
-    parse_json(&json)
+    parse_value(Value::Object(map))
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,16 @@
 //! The HTTP surface. Each area has its own file and `router()`; `app` merges them and adds
 //! the layers every response goes through.
 
+mod doc_responses;
+pub mod docs;
 mod extract;
 mod form;
 mod health;
+mod metrics;
 mod notes;
+mod pages;
+mod request_log;
+mod session;
 mod token;
 mod users;
 
@@ -15,13 +21,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 pub use extract::{ApiJson, AuthUser};
 
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Request bodies above this size get a 413.
@@ -34,6 +40,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub tokens: Arc<TokenKeys>,
     pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The whole service as a `Router`, separate from serving so tests can drive it.
@@ -41,30 +48,31 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let cors = cors_layer(&state.config.cors_origins);
     Router::new()
-        .merge(users::router())
-        .merge(token::router())
-        .merge(notes::router())
-        .merge(health::router())
-        .fallback(|| async { Error::NotFound })
-        .method_not_allowed_fallback(|| async {
-            Error::MethodNotAllowed
-        })
+        // The JSON API and its documentation (`/openapi.json`, `/docs`), from one list.
+        .merge(docs::router())
+        .merge(pages::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
-                // The path only: query strings can carry tokens.
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-            }),
-        )
+        .layer(request_log::layer())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// A 404 as a page for browsers, as JSON for API clients.
+async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if pages::wants_html(&headers) {
+        pages::PageError::Service(Error::NotFound).into_response()
+    } else {
+        Error::NotFound.into_response()
+    }
 }
 
 /// CORS for the configured origins, with credentials, so a frontend on another origin (the

@@ -1,43 +1,48 @@
 //! The notes resource of the tutorial's boilerplate, scoped to the signed-in owner:
 //! another user's note is a 404, never a 403, so ids reveal nothing.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::doc_responses::{BearerErrors, BodyErrors};
+use super::docs::{ErrorBody, ValidationErrorBody};
 use super::{ApiJson, AppState, AuthUser};
 use crate::domain::NoteText;
 use crate::error::{Error, FieldError, Result};
 use crate::store::{Note, NotePatch};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/notes/", get(list_notes).post(create_note))
-        .route(
-            "/notes/{id}",
-            get(read_note).patch(update_note).delete(delete_note),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_notes, create_note))
+        .routes(routes!(read_note, update_note, delete_note))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct NoteIn {
+    /// Not blank, at most 10,000 characters.
+    #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     text: String,
     #[serde(default)]
     completed: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// A partial update: absent fields keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
 struct NoteUpdate {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     text: Option<String>,
     #[serde(default)]
     completed: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct NoteOut {
     id: i64,
     text: String,
@@ -69,6 +74,17 @@ fn note_id(raw: &str) -> Result<i64> {
     })
 }
 
+/// The signed-in user's notes, oldest first.
+#[utoipa::path(
+    get,
+    path = "/notes/",
+    tag = "notes",
+    security(("OAuth2PasswordBearer" = [])),
+    responses(
+        (status = 200, description = "The notes", body = Vec<NoteOut>),
+        BearerErrors,
+    )
+)]
 async fn list_notes(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -77,6 +93,19 @@ async fn list_notes(
     Ok(Json(notes.into_iter().map(NoteOut::from).collect()))
 }
 
+/// Creates a note.
+#[utoipa::path(
+    post,
+    path = "/notes/",
+    tag = "notes",
+    security(("OAuth2PasswordBearer" = [])),
+    request_body = NoteIn,
+    responses(
+        (status = 200, description = "The new note", body = NoteOut),
+        BearerErrors,
+        BodyErrors,
+    )
+)]
 async fn create_note(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -90,6 +119,20 @@ async fn create_note(
     Ok(Json(note.into()))
 }
 
+/// One of the signed-in user's notes.
+#[utoipa::path(
+    get,
+    path = "/notes/{id}",
+    tag = "notes",
+    security(("OAuth2PasswordBearer" = [])),
+    params(("id" = i64, Path, description = "The note's id")),
+    responses(
+        (status = 200, description = "The note", body = NoteOut),
+        (status = 404, description = "No such note of yours", body = ErrorBody),
+        (status = 422, description = "The id is not an integer", body = ValidationErrorBody),
+        BearerErrors,
+    )
+)]
 async fn read_note(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -99,6 +142,21 @@ async fn read_note(
     note.map(|n| Json(n.into())).ok_or(Error::NotFound)
 }
 
+/// Changes the text or the completion of a note.
+#[utoipa::path(
+    patch,
+    path = "/notes/{id}",
+    tag = "notes",
+    security(("OAuth2PasswordBearer" = [])),
+    params(("id" = i64, Path, description = "The note's id")),
+    request_body = NoteUpdate,
+    responses(
+        (status = 200, description = "The updated note", body = NoteOut),
+        (status = 404, description = "No such note of yours", body = ErrorBody),
+        BearerErrors,
+        BodyErrors,
+    )
+)]
 async fn update_note(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -116,6 +174,20 @@ async fn update_note(
     note.map(|n| Json(n.into())).ok_or(Error::NotFound)
 }
 
+/// Deletes a note.
+#[utoipa::path(
+    delete,
+    path = "/notes/{id}",
+    tag = "notes",
+    security(("OAuth2PasswordBearer" = [])),
+    params(("id" = i64, Path, description = "The note's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such note of yours", body = ErrorBody),
+        (status = 422, description = "The id is not an integer", body = ValidationErrorBody),
+        BearerErrors,
+    )
+)]
 async fn delete_note(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

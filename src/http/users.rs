@@ -1,39 +1,51 @@
 //! Sign-up and the signed-in user: `POST /users/`, `GET /users/me/`, `GET /users/me/items/`.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::doc_responses::{BearerErrors, BodyErrors, Unavailable};
+use super::docs::{ErrorBody, also_at};
 use super::{ApiJson, AppState, AuthUser};
 use crate::domain::{Email, Password, Username};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{NewUser, StoreError, User};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users/", post(sign_up))
-        .route("/users", post(sign_up))
-        .route("/users/me/", get(read_me))
-        .route("/users/me", get(read_me))
-        .route("/users/me/items/", get(read_own_items))
-        .route("/users/me/items", get(read_own_items))
+pub fn router() -> OpenApiRouter<AppState> {
+    let [sign_up, sign_up_alias] = also_at(routes!(sign_up), "/users");
+    let [me, me_alias] = also_at(routes!(read_me), "/users/me");
+    let [items, items_alias] = also_at(routes!(read_own_items), "/users/me/items");
+    OpenApiRouter::new()
+        .routes(sign_up)
+        .routes(sign_up_alias)
+        .routes(me)
+        .routes(me_alias)
+        .routes(items)
+        .routes(items_alias)
 }
 
 /// The tutorial's `UserIn`. Unknown fields (such as `disabled`) are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SignUpRequest {
+    /// 3 to 64 letters, digits, `.`, `_` or `-`; unique regardless of case.
+    #[schema(min_length = 3, max_length = 64)]
     pub username: String,
+    /// 8 to 128 characters of any kind.
+    #[schema(min_length = 8, max_length = 128, format = Password)]
     pub password: String,
     #[serde(default)]
+    #[schema(format = Email)]
     pub email: Option<String>,
     #[serde(default)]
     pub full_name: Option<String>,
 }
 
 /// A user as every endpoint shows it: never a hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserResponse {
     pub id: i64,
     pub username: String,
@@ -131,6 +143,19 @@ pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
         })
 }
 
+/// Signs up: the tutorial's `POST /users/`.
+#[utoipa::path(
+    post,
+    path = "/users/",
+    tag = "auth",
+    request_body = SignUpRequest,
+    responses(
+        (status = 200, description = "The new user", body = UserResponse),
+        (status = 409, description = "Username already registered", body = ErrorBody),
+        BodyErrors,
+        Unavailable,
+    )
+)]
 async fn sign_up(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SignUpRequest>,
@@ -140,12 +165,23 @@ async fn sign_up(
     Ok(Json(user.into()))
 }
 
+/// The signed-in user.
+#[utoipa::path(
+    get,
+    path = "/users/me/",
+    tag = "users",
+    security(("OAuth2PasswordBearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in user", body = UserResponse),
+        BearerErrors,
+    )
+)]
 async fn read_me(AuthUser(user): AuthUser) -> Json<UserResponse> {
     Json(user.into())
 }
 
 /// The tutorial's items are the caller's notes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Item {
     item_id: i64,
     owner: String,
@@ -153,6 +189,17 @@ struct Item {
     completed: bool,
 }
 
+/// The signed-in user's notes, as the tutorial's items.
+#[utoipa::path(
+    get,
+    path = "/users/me/items/",
+    tag = "users",
+    security(("OAuth2PasswordBearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in user's notes", body = Vec<Item>),
+        BearerErrors,
+    )
+)]
 async fn read_own_items(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

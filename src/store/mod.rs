@@ -62,10 +62,65 @@ pub struct NotePatch {
     pub completed: Option<bool>,
 }
 
+/// A signed-in session. The token itself is only ever in the client's cookie.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Session {
+    pub id: i64,
+    pub user_id: i64,
+    pub persistent: bool,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A session joined with its user, as one row.
+#[derive(sqlx::FromRow)]
+struct SessionUserRow {
+    #[sqlx(flatten)]
+    session: Session,
+    username: String,
+    email: Option<String>,
+    full_name: Option<String>,
+    disabled: bool,
+    user_created_at: DateTime<Utc>,
+}
+
+impl SessionUserRow {
+    fn split(self) -> (Session, User) {
+        let user = User {
+            id: self.session.user_id,
+            username: self.username,
+            email: self.email,
+            full_name: self.full_name,
+            disabled: self.disabled,
+            created_at: self.user_created_at,
+        };
+        (self.session, user)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// SHA-256 of the session token, hex.
+    pub token_hash: String,
+    pub user_id: i64,
+    pub persistent: bool,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers when the database answers (for readiness checks).
     async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool at shutdown: waits for connections in use to come back, then closes all.
+    async fn close(&self);
+    /// Unexpired sessions, for the `gatehouse_active_sessions` metric.
+    async fn count_active_sessions(&self, now: DateTime<Utc>) -> StoreResult<i64>;
 
     /// Inserts a user; `StoreError::Conflict` when the username (case-folded) is taken.
     async fn create_user(&self, user: NewUser, now: DateTime<Utc>) -> StoreResult<User>;
@@ -97,6 +152,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Note>>;
     /// Whether a note of the owner was deleted.
     async fn delete_note(&self, owner_id: i64, note_id: i64) -> StoreResult<bool>;
+
+    async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
+    /// The unexpired session with this token hash, and its user.
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(Session, User)>>;
+    async fn touch_session(&self, session_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Ends a session; whether one existed.
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<bool>;
 }
 
 /// Connection settings shared by both backends.

@@ -12,6 +12,13 @@ macro_rules! user_columns {
     };
 }
 
+/// Columns of `Session`.
+macro_rules! session_columns {
+    () => {
+        "id, user_id, persistent, ip, user_agent, created_at, last_used_at, expires_at"
+    };
+}
+
 /// Columns of `Note`.
 macro_rules! note_columns {
     () => {
@@ -26,6 +33,22 @@ macro_rules! impl_store {
             async fn ping(&self) -> $crate::store::StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn count_active_sessions(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<i64> {
+                Ok(
+                    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > $1")
+                        .bind(now)
+                        .fetch_one(&self.pool)
+                        .await?,
+                )
             }
 
             async fn create_user(
@@ -165,8 +188,68 @@ macro_rules! impl_store {
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
+
+            async fn create_session(
+                &self,
+                session: $crate::store::NewSession,
+            ) -> $crate::store::StoreResult<$crate::store::Session> {
+                let sql = concat!(
+                    "INSERT INTO sessions (token_hash, user_id, persistent, ip, user_agent, created_at, last_used_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING ",
+                    $crate::store::sql::session_columns!()
+                );
+                Ok(sqlx::query_as(sql)
+                    .bind(&session.token_hash)
+                    .bind(session.user_id)
+                    .bind(session.persistent)
+                    .bind(session.ip.as_deref())
+                    .bind(session.user_agent.as_deref())
+                    .bind(session.created_at)
+                    .bind(session.expires_at)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn session_by_token_hash(
+                &self,
+                token_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<($crate::store::Session, $crate::store::User)>> {
+                // One indexed lookup: this runs on every signed-in request.
+                let sql = "SELECT s.id, s.user_id, s.persistent, s.ip, s.user_agent, s.created_at, s.last_used_at, s.expires_at, \
+                     u.username, u.email, u.full_name, u.disabled, u.created_at AS user_created_at \
+                     FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2";
+                let row: Option<$crate::store::SessionUserRow> = sqlx::query_as(sql)
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map($crate::store::SessionUserRow::split))
+            }
+
+            async fn touch_session(
+                &self,
+                session_id: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(session_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_session(&self, token_hash: &str) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
         }
     };
 }
 
-pub(super) use {impl_store, note_columns, user_columns};
+pub(super) use {impl_store, note_columns, session_columns, user_columns};

@@ -63,6 +63,8 @@ pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
         data_dir: data_dir.to_path_buf(),
         secret_key: SecretKey::new(SECRET.to_vec()),
         access_token_ttl: Duration::from_secs(30 * 60),
+        session_ttl: Duration::from_secs(12 * 3600),
+        remember_me_ttl: Duration::from_secs(30 * 86_400),
         cors_origins: vec!["http://localhost:3000".into()],
         hash_params: HashParams {
             memory_kib: 4096,

@@ -33,7 +33,7 @@ async fn me_with_and_without_trailing_slash(backend: Backend) {
             StatusCode::OK,
             "{path} answers without a redirect"
         );
-        let body: Value = response.json().await.unwrap();
+        let body = app.documented_json("GET", path, response).await;
         assert_eq!(body["username"], "alice");
         assert!(body.get("hashed_password").is_none());
     }
@@ -110,7 +110,7 @@ async fn tutorial_minted_token_is_accepted(backend: Backend) {
     let token = mint(json!({"sub": "foo", "exp": in_minutes(30)}), SECRET);
     let response = app.get_me(&token).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
+    let body = app.documented_json("GET", "/users/me/", response).await;
     assert_eq!(body["username"], "foo");
 }
 

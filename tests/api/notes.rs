@@ -23,17 +23,21 @@ async fn create(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
 async fn notes_crud_for_the_owner(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = app.signup_and_login("alice").await;
-    let created: Value = create(&app, &token, json!({"text": "first", "completed": false}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = app
+        .documented_json(
+            "POST",
+            "/notes/",
+            create(&app, &token, json!({"text": "first", "completed": false})).await,
+        )
+        .await;
     assert_eq!(created["text"], "first");
     assert_eq!(created["completed"], false);
     let id = created["id"].as_i64().unwrap();
     create(&app, &token, json!({"text": "second"})).await;
 
-    let listed: Value = app.get_auth("/notes/", &token).await.json().await.unwrap();
+    let listed = app
+        .documented_json("GET", "/notes/", app.get_auth("/notes/", &token).await)
+        .await;
     let texts: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -51,12 +55,14 @@ async fn notes_crud_for_the_owner(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(patched.status(), StatusCode::OK);
-    let one: Value = app
-        .get_auth(&format!("/notes/{id}"), &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    app.documented_json("PATCH", "/notes/{id}", patched).await;
+    let one = app
+        .documented_json(
+            "GET",
+            "/notes/{id}",
+            app.get_auth(&format!("/notes/{id}"), &token).await,
+        )
+        .await;
     assert_eq!(one, json!({"id": id, "text": "first", "completed": true}));
 
     let deleted = app

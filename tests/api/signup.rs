@@ -1,5 +1,5 @@
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::both_backends;
 use crate::helpers::{Backend, assert_detail, spawn_app};
@@ -20,7 +20,7 @@ async fn signup_returns_the_user_without_any_hash(backend: Backend) {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
+    let body = app.documented_json("POST", "/users/", response).await;
     assert_eq!(
         body,
         json!({"id": body["id"], "username": "foo", "email": "foo@example.com", "full_name": "Foo Bar", "disabled": false})
@@ -119,7 +119,7 @@ async fn invalid_fields_are_422_in_fastapi_shape(backend: Backend) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "{body}"
         );
-        let detail: Value = response.json().await.unwrap();
+        let detail = app.documented_json("POST", "/users/", response).await;
         let first = &detail["detail"][0];
         assert_eq!(first["loc"], json!(["body", field]), "{body} -> {detail}");
         assert_eq!(first["type"], kind, "{body} -> {detail}");

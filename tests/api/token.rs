@@ -35,7 +35,7 @@ async fn login_with_a_urlencoded_form_returns_a_bearer_token(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    let body: Value = response.json().await.unwrap();
+    let body = app.documented_json("POST", "/token", response).await;
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["expires_in"], 1800);
     let token = body["access_token"].as_str().unwrap();
@@ -57,7 +57,7 @@ async fn login_with_multipart_form_data_as_the_tutorial_page_sends_it(backend: B
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
+    let body = app.documented_json("POST", "/token", response).await;
     let me: Value = app
         .get_me(body["access_token"].as_str().unwrap())
         .await
@@ -158,7 +158,7 @@ async fn login_form_errors_are_4xx(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = missing.json().await.unwrap();
+    let body = app.documented_json("POST", "/token", missing).await;
     assert_eq!(
         body["detail"][0]["loc"],
         serde_json::json!(["body", "password"])

@@ -1,0 +1,137 @@
+//! The pages Gatehouse serves itself: landing, log in, sign up, account, notes, admin.
+//! They work without JavaScript: plain forms, POST then redirect (303).
+
+mod account;
+mod context;
+mod login;
+mod notes;
+mod redirect;
+mod templates;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+pub use context::{CsrfForm, NoFields, PageContext, SignedInPage};
+pub use redirect::safe_next;
+
+use super::AppState;
+use crate::error::Error;
+use templates::ErrorPage;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(account::landing))
+        .route("/login", get(login::show_login).post(login::submit_login))
+        .route(
+            "/signup",
+            get(login::show_signup).post(login::submit_signup),
+        )
+        .route("/logout", axum::routing::post(login::logout))
+        .route("/account", get(account::account))
+        .route("/admin", get(account::admin))
+        .route("/notes", get(notes::show_notes).post(notes::add_note))
+        .route(
+            "/notes/{id}/toggle",
+            axum::routing::post(notes::toggle_note),
+        )
+        .route(
+            "/notes/{id}/delete",
+            axum::routing::post(notes::delete_note),
+        )
+        .route("/static/app.css", get(stylesheet))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        include_str!("../../../static/app.css"),
+    )
+        .into_response()
+}
+
+/// Renders a template, or a plain 500 if the template itself fails (a bug, logged).
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+        }
+    }
+}
+
+/// Why a page could not be shown; rendered as a readable page, never as JSON.
+#[derive(Debug)]
+pub enum PageError {
+    /// A form without a valid CSRF token, or sent from another origin.
+    Forbidden,
+    Service(Error),
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(err: crate::store::StoreError) -> Self {
+        Self::Service(err.into())
+    }
+}
+
+impl From<Error> for PageError {
+    fn from(err: Error) -> Self {
+        Self::Service(err)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            Self::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Request refused",
+                "This form was sent without a valid security token, or from another site. Go back, reload the page and try again.".to_string(),
+            ),
+            Self::Service(err) => {
+                let status = err.status();
+                if let Error::Internal(cause) = &err {
+                    tracing::error!(error = ?cause, "internal error");
+                }
+                let title = match status {
+                    StatusCode::NOT_FOUND => "Page not found",
+                    StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
+                    s if s.is_client_error() => "That did not work",
+                    _ => "Something went wrong",
+                };
+                let message = match status {
+                    StatusCode::SERVICE_UNAVAILABLE => "The service cannot reach its database right now. Please try again in a moment.".into(),
+                    s if s.is_server_error() => "An unexpected error occurred. It has been logged.".into(),
+                    _ => err.detail(),
+                };
+                (status, title, message)
+            }
+        };
+        let page = ErrorPage {
+            nav: templates::Nav::anonymous(),
+            title,
+            message: &message,
+        };
+        render(status, &page)
+    }
+}
+
+/// Whether a client prefers an HTML page to JSON (a browser navigating).
+pub fn wants_html(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}

@@ -1,0 +1,54 @@
+//! One log line per request: request id, method, matched route, status and latency.
+//!
+//! The route is the template (`/notes/{id}`), never the raw path or the query string, and no
+//! header is logged: paths, queries and headers can carry tokens, cookies or reset links.
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::response::Response;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::metrics::UNMATCHED_ROUTE;
+
+type MakeSpan = fn(&Request) -> Span;
+type OnResponse = fn(&Response, Duration, &Span);
+
+/// The tracing layer: a span per request carrying its id, method and route, and one event when
+/// the response is ready.
+pub fn layer()
+-> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, MakeSpan, (), OnResponse, (), (), ()> {
+    TraceLayer::new_for_http()
+        .make_span_with(request_span as MakeSpan)
+        .on_request(())
+        .on_response(log_response as OnResponse)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
+fn request_span(request: &Request) -> Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route)
+}
+
+fn log_response(response: &Response, latency: Duration, _span: &Span) {
+    let status = response.status().as_u16();
+    // Microsecond precision, printed as milliseconds (`latency_ms=1.742`).
+    let latency_ms = latency.as_micros() as f64 / 1000.0;
+    if response.status().is_server_error() {
+        tracing::error!(status, latency_ms, "request answered");
+    } else {
+        tracing::info!(status, latency_ms, "request answered");
+    }
+}

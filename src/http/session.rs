@@ -1,0 +1,169 @@
+//! Browser sessions over cookies: naming, setting and clearing the cookie, and reading the
+//! signed-in user from it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use chrono::Utc;
+
+use super::AppState;
+use crate::auth::session::{hash_token, new_token};
+use crate::config::Config;
+use crate::error::Result;
+use crate::store::{NewSession, Session, User};
+
+/// Sessions are touched at most this often, so reads do not become writes.
+const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
+
+/// `__Host-` binds a cookie to this exact host over https; browsers refuse it over http.
+pub fn session_cookie_name(config: &Config) -> &'static str {
+    if config.is_https() {
+        "__Host-gatehouse_session"
+    } else {
+        "gatehouse_session"
+    }
+}
+
+pub fn csrf_cookie_name(config: &Config) -> &'static str {
+    if config.is_https() {
+        "__Host-gatehouse_csrf"
+    } else {
+        "gatehouse_csrf"
+    }
+}
+
+/// A cookie with the attributes every Gatehouse cookie has.
+pub fn secure_cookie(
+    config: &Config,
+    name: &'static str,
+    value: String,
+    max_age: Option<Duration>,
+) -> Cookie<'static> {
+    let mut cookie = Cookie::build((name, value))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(config.is_https());
+    if let Some(max_age) = max_age {
+        let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        cookie = cookie.max_age(time::Duration::seconds(seconds));
+    }
+    cookie.build()
+}
+
+/// The signed-in user of a browser request, with their session.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub session: Session,
+}
+
+/// The session cookie's user, if the cookie names a live session of an active user.
+pub struct MaybeSignedIn(pub Option<SignedIn>);
+
+impl FromRequestParts<AppState> for MaybeSignedIn {
+    type Rejection = crate::error::Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(cookie) = jar.get(session_cookie_name(&state.config)) else {
+            return Ok(Self(None));
+        };
+        let now = Utc::now();
+        let found = state
+            .store
+            .session_by_token_hash(&hash_token(cookie.value()), now)
+            .await?;
+        let Some((session, user)) = found.filter(|(_, user)| !user.disabled) else {
+            return Ok(Self(None));
+        };
+        if now - session.last_used_at > TOUCH_INTERVAL {
+            state.store.touch_session(session.id, now).await?;
+        }
+        Ok(Self(Some(SignedIn { user, session })))
+    }
+}
+
+/// Who is asking, for the session list: address and browser.
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect());
+        Ok(Self { ip, user_agent })
+    }
+}
+
+/// Starts a new session for `user` (a new id at every sign-in, so a planted cookie is
+/// worthless) and returns the jar with its cookie. Any previous session of this browser ends.
+pub async fn sign_in(
+    state: &AppState,
+    jar: CookieJar,
+    user: &User,
+    remember: bool,
+    client: ClientInfo,
+) -> Result<CookieJar> {
+    let jar = end_session(state, jar).await?;
+    let config = &state.config;
+    let ttl = if remember {
+        config.remember_me_ttl
+    } else {
+        config.session_ttl
+    };
+    let (token, token_hash) = new_token();
+    let now = Utc::now();
+    state
+        .store
+        .create_session(NewSession {
+            token_hash,
+            user_id: user.id,
+            persistent: remember,
+            ip: client.ip,
+            user_agent: client.user_agent,
+            created_at: now,
+            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30)),
+        })
+        .await?;
+    // Without "Remember me" the cookie has no Max-Age: it ends with the browser.
+    let max_age = remember.then_some(ttl);
+    Ok(jar.add(secure_cookie(
+        config,
+        session_cookie_name(config),
+        token,
+        max_age,
+    )))
+}
+
+/// Deletes this browser's session server-side and clears its cookie.
+pub async fn end_session(state: &AppState, jar: CookieJar) -> Result<CookieJar> {
+    let name = session_cookie_name(&state.config);
+    let Some(cookie) = jar.get(name) else {
+        return Ok(jar);
+    };
+    state
+        .store
+        .delete_session(&hash_token(cookie.value()))
+        .await?;
+    Ok(jar.remove(Cookie::build(name).path("/")))
+}

@@ -1,0 +1,198 @@
+//! Prometheus metrics: requests, latency, logins, password-hashing slots, sessions.
+//!
+//! Each service instance has its own registry (no global state), so tests that run many apps
+//! in one process each see their own numbers.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The `Content-Type` of the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Route label of requests that matched no route (their raw paths are not labels: unbounded).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// How a `POST /token` attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Success,
+    BadCredentials,
+    Inactive,
+}
+
+impl LoginOutcome {
+    const ALL: [Self; 3] = [Self::Success, Self::BadCredentials, Self::Inactive];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::BadCredentials => "bad_credentials",
+            Self::Inactive => "inactive",
+        }
+    }
+}
+
+/// Values read at scrape time from the parts that own them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub hash_slots: usize,
+    pub hash_slots_in_use: usize,
+    pub hash_waiting: usize,
+    /// `None` when the database could not be asked; the last value is kept.
+    pub active_sessions: Option<i64>,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    logins: IntCounterVec,
+    hash_slots: IntGauge,
+    hash_slots_in_use: IntGauge,
+    hash_waiting: IntGauge,
+    active_sessions: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_http_requests_total",
+                "HTTP requests by method, matched route and status",
+            ),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "gatehouse_http_request_duration_seconds",
+                "Time to answer an HTTP request, by method and matched route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let logins = IntCounterVec::new(
+            Opts::new("gatehouse_logins_total", "Logins at POST /token by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for outcome in LoginOutcome::ALL {
+            logins.with_label_values(&[outcome.label()]);
+        }
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let hash_slots = gauge(
+            "gatehouse_password_hash_slots",
+            "Password hashes that may run at once (one per core)",
+        );
+        let hash_slots_in_use = gauge(
+            "gatehouse_password_hash_slots_in_use",
+            "Password hashes running now",
+        );
+        let hash_waiting = gauge(
+            "gatehouse_password_hash_waiting",
+            "Password hashes waiting for a free slot",
+        );
+        let active_sessions = gauge(
+            "gatehouse_active_sessions",
+            "Unexpired browser sessions in the database",
+        );
+        let metrics = Self {
+            registry,
+            requests,
+            latency,
+            logins,
+            hash_slots,
+            hash_slots_in_use,
+            hash_waiting,
+            active_sessions,
+        };
+        for collector in metrics.collectors() {
+            metrics
+                .registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        metrics
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.requests.clone()),
+            Box::new(self.latency.clone()),
+            Box::new(self.logins.clone()),
+            Box::new(self.hash_slots.clone()),
+            Box::new(self.hash_slots_in_use.clone()),
+            Box::new(self.hash_waiting.clone()),
+            Box::new(self.active_sessions.clone()),
+        ]
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn count_login(&self, outcome: LoginOutcome) {
+        self.logins.with_label_values(&[outcome.label()]).inc();
+    }
+
+    /// Everything, in the Prometheus text format, after setting the gauges read at scrape time.
+    pub fn render(&self, gauges: Gauges) -> String {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.hash_slots.set(as_i64(gauges.hash_slots));
+        self.hash_slots_in_use.set(as_i64(gauges.hash_slots_in_use));
+        self.hash_waiting.set(as_i64(gauges.hash_waiting));
+        if let Some(sessions) = gauges.active_sessions {
+            self.active_sessions.set(sessions);
+        }
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding into memory cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_logins_and_gauges() {
+        let metrics = Metrics::new();
+        metrics.observe_request("GET", "/notes/{id}", 404, Duration::from_millis(3));
+        metrics.count_login(LoginOutcome::BadCredentials);
+        let text = metrics.render(Gauges {
+            hash_slots: 2,
+            hash_slots_in_use: 1,
+            hash_waiting: 0,
+            active_sessions: Some(7),
+        });
+        assert!(text.contains(
+            r#"gatehouse_http_requests_total{method="GET",route="/notes/{id}",status="404"} 1"#
+        ));
+        assert!(text.contains(r#"gatehouse_logins_total{outcome="bad_credentials"} 1"#));
+        assert!(text.contains(r#"gatehouse_logins_total{outcome="success"} 0"#));
+        assert!(text.contains("gatehouse_password_hash_slots_in_use 1"));
+        assert!(text.contains("gatehouse_active_sessions 7"));
+        assert!(text.contains("# TYPE gatehouse_http_request_duration_seconds histogram"));
+    }
+}

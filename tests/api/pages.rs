@@ -1,0 +1,543 @@
+//! The pages over plain HTTP: statuses, redirects, cookie attributes, CSRF and origin
+//! refusals, open-redirect refusal, and one user's notes invisible to another.
+
+use reqwest::StatusCode;
+use reqwest::header::{LOCATION, SET_COOKIE};
+use sha2::{Digest, Sha256};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+
+both_backends!(
+    pages_render_for_visitors,
+    signup_page_signs_in_with_a_session_cookie_stored_as_a_hash,
+    remember_me_makes_the_cookie_persistent,
+    login_failure_rerenders_the_form_with_the_username,
+    forms_without_a_valid_csrf_token_or_from_another_origin_are_403,
+    next_is_followed_only_when_relative,
+    signed_out_visitors_are_sent_to_login,
+    every_sign_in_issues_a_new_session_and_logout_ends_it_server_side,
+    notes_pages_show_only_the_owners_notes,
+    session_cookie_does_not_authorise_the_json_api,
+    signup_page_shows_the_api_rules,
+);
+
+/// The value of the hidden `csrf_token` field in a page.
+fn csrf_in(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+/// The `Set-Cookie` header for `name`, if the response sets it.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+impl TestApp {
+    async fn page(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The CSRF token of a page's forms (following one redirect: /login sends a signed-in
+    /// visitor on to /account, whose log-out form has one).
+    async fn csrf_from(&self, path: &str) -> String {
+        let mut response = self.page(path).await;
+        if response.status() == StatusCode::SEE_OTHER {
+            response = self.page(location(&response)).await;
+        }
+        csrf_in(&response.text().await.unwrap())
+    }
+
+    /// Posts a page form with the CSRF token of `from`, as a browser would.
+    async fn submit(&self, from: &str, action: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let csrf = self.csrf_from(from).await;
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf_token", &csrf));
+        self.client
+            .post(self.url(action))
+            .header("origin", &self.base)
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn page_signup(&self, username: &str) -> reqwest::Response {
+        self.submit(
+            "/signup",
+            "/signup",
+            &[
+                ("username", username),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await
+    }
+
+    async fn page_login(&self, username: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+        let mut fields = vec![
+            ("username", username),
+            ("password", "correct horse battery"),
+        ];
+        fields.extend_from_slice(extra);
+        self.submit("/login", "/login", &fields).await
+    }
+
+    async fn session_hashes(&self) -> Vec<String> {
+        let mut hashes = Vec::new();
+        for name in ["alice", "bob"] {
+            if let Some(h) = self
+                .fetch_text(
+                    "SELECT s.token_hash FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = $1",
+                    name,
+                )
+                .await
+            {
+                hashes.push(h);
+            }
+        }
+        hashes
+    }
+}
+
+fn location(response: &reqwest::Response) -> &str {
+    response.headers()[LOCATION].to_str().unwrap()
+}
+
+async fn pages_render_for_visitors(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in ["/", "/login", "/signup"] {
+        let response = app.page(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let csrf = set_cookie(&response, "gatehouse_csrf");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("Gatehouse"), "{path}");
+        if path != "/" {
+            assert!(!csrf_in(&html).is_empty());
+        }
+        if let Some(cookie) = csrf {
+            assert!(
+                cookie.contains("HttpOnly")
+                    && cookie.contains("SameSite=Lax")
+                    && cookie.contains("Path=/")
+            );
+        }
+    }
+    let login = app.page("/login").await.text().await.unwrap();
+    for needle in [
+        "autocomplete=\"username\"",
+        "autocomplete=\"current-password\"",
+        "Remember me",
+        "Forgot your password?",
+        "Sign in",
+    ] {
+        assert!(login.contains(needle), "login page has {needle}");
+    }
+    assert!(
+        app.page("/signup")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("autocomplete=\"new-password\"")
+    );
+    let css = app
+        .client
+        .get(app.url("/static/app.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    let missing = app.page("/nowhere").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(missing.text().await.unwrap().contains("Page not found"));
+}
+
+async fn signup_page_signs_in_with_a_session_cookie_stored_as_a_hash(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.page_signup("alice").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/account");
+    let cookie = set_cookie(&response, "gatehouse_session").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie} has {attribute}");
+    }
+    assert!(
+        !cookie.contains("Max-Age") && !cookie.contains("Expires"),
+        "ends with the browser: {cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http in tests");
+
+    let token = cookie_value(&cookie);
+    let stored = app.session_hashes().await;
+    assert_eq!(
+        stored,
+        vec![hex::encode(Sha256::digest(token.as_bytes()))],
+        "only the hash is stored"
+    );
+
+    let account = app.page("/account").await;
+    assert_eq!(account.status(), StatusCode::OK);
+    assert!(
+        account
+            .text()
+            .await
+            .unwrap()
+            .contains("<strong id=\"signed-in-as\">alice</strong>")
+    );
+}
+
+async fn remember_me_makes_the_cookie_persistent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.page_signup("alice").await;
+    let response = app.page_login("alice", &[("remember-me", "on")]).await;
+    let cookie = set_cookie(&response, "gatehouse_session").unwrap();
+    assert!(cookie.contains("Max-Age=2592000"), "30 days: {cookie}");
+}
+
+async fn login_failure_rerenders_the_form_with_the_username(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.page_signup("alice").await;
+    app.submit("/account", "/logout", &[]).await;
+    let response = app
+        .submit(
+            "/login",
+            "/login",
+            &[("username", "alice"), ("password", "wrong password")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&response, "gatehouse_session").is_none());
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Incorrect username or password"));
+    assert!(html.contains("value=\"alice\""), "keeps the username");
+    assert!(!html.contains("alert("));
+}
+
+async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_403(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.page_signup("alice").await;
+    let csrf = app.csrf_from("/notes").await;
+    let post = |fields: Vec<(&'static str, String)>, origin: Option<&'static str>| {
+        let mut request = app.client.post(app.url("/notes")).form(&fields);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let missing = post(vec![("text", "x".into())], None).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    assert!(missing.text().await.unwrap().contains("Request refused"));
+    let wrong = post(
+        vec![("text", "x".into()), ("csrf_token", "forged".into())],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let cross = post(
+        vec![("text", "x".into()), ("csrf_token", csrf.clone())],
+        Some("https://evil.example"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    let cross_site = app
+        .client
+        .post(app.url("/notes"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("text", "x"), ("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.fetch_text("SELECT text FROM notes WHERE text = $1", "x")
+            .await,
+        None
+    );
+
+    let ok = post(
+        vec![("text", "x".into()), ("csrf_token", csrf)],
+        Some("http://127.0.0.1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ok.status(),
+        StatusCode::FORBIDDEN,
+        "an origin on another port is another origin"
+    );
+    let good = app.submit("/notes", "/notes", &[("text", "kept")]).await;
+    assert_eq!(good.status(), StatusCode::SEE_OTHER);
+    assert!(
+        app.fetch_text("SELECT text FROM notes WHERE text = $1", "kept")
+            .await
+            .is_some()
+    );
+
+    // A login form posted from another site is refused too (login CSRF).
+    let fresh = reqwest::Client::new();
+    let login = fresh
+        .post(app.url("/login"))
+        .form(&[("username", "alice"), ("password", "correct horse battery")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::FORBIDDEN);
+}
+
+async fn next_is_followed_only_when_relative(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.page_signup("alice").await;
+    for (next, expected) in [
+        ("/admin", "/admin"),
+        ("/notes?filter=1", "/notes?filter=1"),
+        ("https://evil.example/", "/account"),
+        ("//evil.example", "/account"),
+        ("/\\evil.example", "/account"),
+        ("javascript:alert(1)", "/account"),
+    ] {
+        let response = app.page_login("alice", &[("next", next)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(location(&response), expected, "{next}");
+    }
+}
+
+async fn signed_out_visitors_are_sent_to_login(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (path, target) in [
+        ("/admin", "/login?next=%2Fadmin"),
+        ("/account", "/login?next=%2Faccount"),
+        ("/notes", "/login?next=%2Fnotes"),
+    ] {
+        let response = app.page(path).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&response), target);
+    }
+    app.page_signup("alice").await;
+    let admin = app.page("/admin").await;
+    assert_eq!(admin.status(), StatusCode::OK);
+    assert!(
+        admin
+            .text()
+            .await
+            .unwrap()
+            .contains("<p id=\"admin-username\">alice</p>")
+    );
+}
+
+async fn every_sign_in_issues_a_new_session_and_logout_ends_it_server_side(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first =
+        cookie_value(&set_cookie(&app.page_signup("alice").await, "gatehouse_session").unwrap());
+    let second = cookie_value(
+        &set_cookie(&app.page_login("alice", &[]).await, "gatehouse_session").unwrap(),
+    );
+    assert_ne!(first, second, "a new session id at every sign-in");
+    assert_eq!(
+        app.session_hashes().await.len(),
+        1,
+        "the browser's previous session ended"
+    );
+
+    let logout = app.submit("/account", "/logout", &[]).await;
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&logout), "/login?notice=signed-out");
+    assert!(app.session_hashes().await.is_empty(), "deleted server-side");
+
+    // Replaying the old cookie value does not sign anyone in.
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = replay
+        .get(app.url("/account"))
+        .header("cookie", format!("gatehouse_session={second}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+async fn notes_pages_show_only_the_owners_notes(backend: Backend) {
+    let alice = spawn_app(backend).await;
+    alice.page_signup("alice").await;
+    alice
+        .submit("/notes", "/notes", &[("text", "alice's secret")])
+        .await;
+    let html = alice.page("/notes").await.text().await.unwrap();
+    assert!(
+        html.contains("alice&#39;s secret") || html.contains("alice&#x27;s secret"),
+        "{html}"
+    );
+    let note_id = alice
+        .fetch_text(
+            "SELECT CAST(id AS TEXT) FROM notes WHERE text = $1",
+            "alice's secret",
+        )
+        .await
+        .unwrap();
+
+    // A second browser on the same service.
+    let mut bob = spawn_app(Backend::Sqlite).await;
+    bob.base = alice.base.clone();
+    bob.page_signup("bob").await;
+    assert!(
+        !bob.page("/notes")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("secret")
+    );
+    let toggle = bob
+        .submit("/notes", &format!("/notes/{note_id}/toggle"), &[])
+        .await;
+    assert_eq!(toggle.status(), StatusCode::NOT_FOUND);
+    let delete = bob
+        .submit("/notes", &format!("/notes/{note_id}/delete"), &[])
+        .await;
+    assert_eq!(delete.status(), StatusCode::NOT_FOUND);
+    assert!(
+        alice
+            .fetch_text("SELECT text FROM notes WHERE text = $1", "alice's secret")
+            .await
+            .is_some()
+    );
+
+    let toggled = alice
+        .submit("/notes", &format!("/notes/{note_id}/toggle"), &[])
+        .await;
+    assert_eq!(toggled.status(), StatusCode::SEE_OTHER);
+    assert!(
+        alice
+            .page("/notes")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("note done")
+    );
+    let deleted = alice
+        .submit("/notes", &format!("/notes/{note_id}/delete"), &[])
+        .await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        alice
+            .fetch_text("SELECT text FROM notes WHERE text = $1", "alice's secret")
+            .await,
+        None
+    );
+}
+
+async fn session_cookie_does_not_authorise_the_json_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.page_signup("alice").await;
+    for origin in [None, Some("https://evil.example")] {
+        let mut request = app.client.get(app.url("/users/me/"));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        assert_eq!(
+            request.send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+async fn signup_page_shows_the_api_rules(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let short = app
+        .submit(
+            "/signup",
+            "/signup",
+            &[("username", "al"), ("password", "short"), ("email", "nope")],
+        )
+        .await;
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = short.text().await.unwrap();
+    for message in [
+        "Username must be at least 3 characters long",
+        "Password must be at least 8 characters long",
+        "Email address is not valid",
+    ] {
+        assert!(html.contains(message), "{message}");
+    }
+    app.page_signup("alice").await;
+    let fresh = spawn_app(backend).await;
+    let mut other = fresh;
+    other.base = app.base.clone();
+    let taken = other.page_signup("ALICE").await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    assert!(
+        taken
+            .text()
+            .await
+            .unwrap()
+            .contains("Username already registered")
+    );
+}
+
+#[tokio::test]
+async fn https_public_url_uses_secure_host_prefixed_cookies() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.public_url = url::Url::parse("https://auth.example.com/").unwrap();
+    })
+    .await;
+    let login = app.page("/login").await;
+    let csrf_cookie = set_cookie(&login, "__Host-gatehouse_csrf").expect("prefixed CSRF cookie");
+    assert!(csrf_cookie.contains("Secure"));
+    let csrf = csrf_in(&login.text().await.unwrap());
+    // reqwest's cookie store will not send a Secure cookie over http; send it by hand.
+    let response = app
+        .client
+        .post(app.url("/signup"))
+        .header(
+            "cookie",
+            format!("__Host-gatehouse_csrf={}", cookie_value(&csrf_cookie)),
+        )
+        .form(&[
+            ("username", "alice"),
+            ("password", "correct horse battery"),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie =
+        set_cookie(&response, "__Host-gatehouse_session").expect("prefixed session cookie");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie} has {attribute}");
+    }
+}

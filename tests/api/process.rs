@@ -1,0 +1,98 @@
+//! A running `gatehouse` binary, for tests of what only the whole process shows: its logs,
+//! its signals.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+pub struct Process {
+    child: Child,
+    pub base: String,
+    stderr: Option<JoinHandle<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// Starts the binary with an empty environment plus `env`, on a free port with SQLite in a
+    /// temporary folder, and waits until it listens.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let mut child = Command::new(BINARY)
+            .env_clear()
+            .current_dir(dir.path())
+            .env("PORT", port.to_string())
+            .env("SECRET_KEY", "a-test-secret-key-of-at-least-32-bytes")
+            .env("ARGON2_MEMORY_KIB", "4096")
+            .env("ARGON2_ITERATIONS", "1")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Collect stderr as it comes, so a chatty log level never fills the pipe.
+        let mut stderr = child.stderr.take().unwrap();
+        let collector = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let mut first_line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first_line)
+            .unwrap();
+        assert!(
+            first_line.contains("running"),
+            "did not start: {first_line:?}"
+        );
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stderr: Some(collector),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (boundedly) for the process to exit, and returns whether it exited with success
+    /// and everything it wrote to stderr.
+    pub fn wait(mut self) -> (bool, String) {
+        let mut status = None;
+        for _ in 0..600 {
+            if let Some(exited) = self.child.try_wait().unwrap() {
+                status = Some(exited);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let Some(status) = status else {
+            let _ = self.child.kill();
+            panic!("the process did not exit");
+        };
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status.success(), stderr)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
