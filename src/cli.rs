@@ -1,5 +1,7 @@
-//! The command line: `gatehouse [serve]` and `gatehouse migrate`.
+//! The command line: `gatehouse [serve]`, `gatehouse migrate` and `gatehouse keys generate`.
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -25,9 +27,39 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ed25519 keys that sign access tokens.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new Ed25519 private key (PKCS#8 PEM, owner-only) and print its kid.
+    Generate {
+        /// The file to create; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => with_config(serve),
+        Command::Migrate => with_config(migrate),
+        Command::Keys {
+            command: KeysCommand::Generate { out },
+        } => generate_key(&out),
+    }
+}
+
+/// Runs `task` with the configuration, on an async runtime; errors are logged and printed.
+fn with_config<F, Fut>(task: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     // A missing .env is normal; real environment variables take precedence over it.
     let _ = dotenvy::dotenv();
     crate::telemetry::init();
@@ -40,10 +72,7 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         let config = Config::from_env()?;
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
-            Command::Migrate => migrate(config).await,
-        }
+        task(config).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,4 +101,22 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     .await?;
     println!("Migrations applied to {}", redact_url(&config.database_url));
     Ok(())
+}
+
+/// Needs no configuration: it only writes a file.
+fn generate_key(out: &Path) -> ExitCode {
+    match crate::auth::keys::write_new_key(out) {
+        Ok(key) => {
+            eprintln!(
+                "Wrote a new Ed25519 key to {}; see \"Signing keys\" in the README to use it.",
+                out.display()
+            );
+            println!("{}", key.public().kid());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

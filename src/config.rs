@@ -47,6 +47,132 @@ impl Default for HashParams {
     }
 }
 
+/// How long a session lives at most (absolute) and without use (idle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    pub absolute: Duration,
+    pub idle: Duration,
+}
+
+/// Lifetimes per kind of session (OWASP ASVS V7: both an idle and an absolute limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetimes {
+    /// A browser sign-in without "Remember me"; its cookie also ends with the browser.
+    pub browser: Lifetime,
+    /// A browser sign-in with "Remember me": a persistent cookie.
+    pub remembered: Lifetime,
+    /// An API login: the refresh-token family.
+    pub api: Lifetime,
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+impl Default for SessionLifetimes {
+    fn default() -> Self {
+        let of = |absolute, idle| Lifetime {
+            absolute: Duration::from_secs(absolute),
+            idle: Duration::from_secs(idle),
+        };
+        Self {
+            browser: of(12 * HOUR, 2 * HOUR),
+            remembered: of(30 * DAY, 14 * DAY),
+            api: of(30 * DAY, 14 * DAY),
+        }
+    }
+}
+
+impl SessionLifetimes {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let read = |name: &str, unit: u64, default: Duration| -> anyhow::Result<Duration> {
+            let value: u64 = parsed(name, default.as_secs() / unit)?;
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
+            Ok(Duration::from_secs(value * unit))
+        };
+        Ok(Self {
+            browser: Lifetime {
+                absolute: read("SESSION_LIFETIME_HOURS", HOUR, d.browser.absolute)?,
+                idle: read("SESSION_IDLE_MINUTES", 60, d.browser.idle)?,
+            },
+            remembered: Lifetime {
+                absolute: read("REMEMBER_ME_DAYS", DAY, d.remembered.absolute)?,
+                idle: read("REMEMBER_ME_IDLE_DAYS", DAY, d.remembered.idle)?,
+            },
+            api: Lifetime {
+                absolute: read("REFRESH_TOKEN_LIFETIME_DAYS", DAY, d.api.absolute)?,
+                idle: read("REFRESH_TOKEN_IDLE_DAYS", DAY, d.api.idle)?,
+            },
+        })
+    }
+}
+
+/// How access tokens are signed and which are accepted (README, "Signing keys"). Holds the
+/// key files' paths, never key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// `JWT_SIGNING_KEY_FILE`: an Ed25519 PKCS#8 PEM; when set, tokens are signed with EdDSA.
+    pub signing_key_file: Option<PathBuf>,
+    /// `JWT_VERIFICATION_KEY_FILES`: Ed25519 keys (private or public PEM) still accepted and
+    /// published, such as the previous signing key during a rotation.
+    pub verification_key_files: Vec<PathBuf>,
+    /// `JWT_ACCEPT_HS256`: whether HS256 tokens signed with `SECRET_KEY` (the tutorial's) are
+    /// still accepted once tokens are signed with EdDSA.
+    pub accept_hs256: bool,
+    /// `JWT_ISSUER`: written as `iss` and required on every token.
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: written as `aud` and required on every token.
+    pub audience: Option<String>,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            verification_key_files: Vec::new(),
+            accept_hs256: true,
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+impl JwtConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let signing_key_file = var("JWT_SIGNING_KEY_FILE").map(|p| PathBuf::from(p.trim()));
+        let accept_hs256 = match var("JWT_ACCEPT_HS256") {
+            None => true,
+            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => bail!("JWT_ACCEPT_HS256={raw:?} is not valid: expected true or false"),
+            },
+        };
+        if !accept_hs256 && signing_key_file.is_none() {
+            bail!(
+                "JWT_ACCEPT_HS256=false needs JWT_SIGNING_KEY_FILE: tokens are signed with HS256 without it"
+            );
+        }
+        Ok(Self {
+            signing_key_file,
+            verification_key_files: var("JWT_VERIFICATION_KEY_FILES")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(PathBuf::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            accept_hs256,
+            issuer: var("JWT_ISSUER").map(|v| v.trim().to_string()),
+            audience: var("JWT_AUDIENCE").map(|v| v.trim().to_string()),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
@@ -56,15 +182,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub secret_key: SecretKey,
     pub access_token_ttl: Duration,
-    /// Lifetime of a browser session without "Remember me" (the cookie also ends with the browser).
-    pub session_ttl: Duration,
-    /// Lifetime of a "Remember me" browser session and its persistent cookie.
-    pub remember_me_ttl: Duration,
+    pub sessions: SessionLifetimes,
     pub cors_origins: Vec<String>,
     pub hash_params: HashParams,
     /// How long a request waits for a database connection before answering 503.
     pub db_acquire_timeout: Duration,
     pub production: bool,
+    pub jwt: JwtConfig,
 }
 
 /// Reads a variable; an empty value counts as unset.
@@ -146,16 +270,12 @@ impl Config {
             data_dir,
             secret_key,
             access_token_ttl: Duration::from_secs(minutes * 60),
-            session_ttl: Duration::from_secs(
-                parsed::<u64>("SESSION_LIFETIME_HOURS", 12)?.max(1) * 3600,
-            ),
-            remember_me_ttl: Duration::from_secs(
-                parsed::<u64>("REMEMBER_ME_DAYS", 30)?.max(1) * 86_400,
-            ),
+            sessions: SessionLifetimes::from_env()?,
             cors_origins,
             hash_params,
             db_acquire_timeout: Duration::from_secs(parsed("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),
             production,
+            jwt: JwtConfig::from_env()?,
         })
     }
 

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::{PasswordHasher, TokenKeys};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -23,14 +24,26 @@ pub struct Server {
 
 impl Server {
     /// Opens the database (running migrations), prepares the keys and binds the listener.
-    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like `build`, acting on the given clock (tests move a `ManualClock` to expire things).
+    pub async fn build_with_clock(
+        mut config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let store = store::connect(&ConnectOptions {
             url: config.database_url.clone(),
             acquire_timeout: config.db_acquire_timeout,
         })
         .await?;
         let hasher = PasswordHasher::new(config.hash_params)?;
-        let tokens = Arc::new(TokenKeys::new(&config.secret_key, config.access_token_ttl));
+        let tokens = Arc::new(TokenKeys::from_config(
+            &config.secret_key,
+            &config.jwt,
+            config.access_token_ttl,
+        )?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -45,6 +58,7 @@ impl Server {
             tokens,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
+            clock,
         };
         Ok(Self { listener, state })
     }

@@ -47,3 +47,39 @@ pub async fn authenticate(
         }
     }
 }
+
+/// Changes a signed-in user's password after checking the current one, and ends every other
+/// session of theirs (a thief holding one is out at once). `keep` is the caller's session.
+pub async fn change_password(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    user: &User,
+    current: String,
+    new: String,
+    keep: Option<i64>,
+    now: chrono::DateTime<Utc>,
+) -> Result<u64> {
+    let new = Password::new(new).map_err(|msg| Error::validation("new_password", msg))?;
+    let credentials = store
+        .credentials_by_key(&Username::fold(&user.username))
+        .await?
+        .ok_or(Error::Unauthorized(AuthFailure::Invalid))?;
+    let current = Password::attempt(current)
+        .ok_or_else(|| Error::BadRequest("Current password is incorrect".into()))?;
+    if hasher
+        .verify(&current, Some(&credentials.hashed_password))
+        .await?
+        == Verification::Mismatch
+    {
+        return Err(Error::BadRequest("Current password is incorrect".into()));
+    }
+    let hash = hasher.hash(&new).await?;
+    store.set_password_hash(user.id, &hash, now).await?;
+    let ended = store.delete_other_sessions(user.id, keep).await?;
+    tracing::info!(
+        user_id = user.id,
+        ended,
+        "password changed; other sessions ended"
+    );
+    Ok(ended)
+}

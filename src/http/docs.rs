@@ -79,6 +79,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(super::users::router())
         .merge(super::token::router())
+        .merge(super::jwks::router())
+        .merge(super::sessions::router())
         .merge(super::notes::router())
         .merge(super::health::router())
         .merge(super::metrics::router())

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use crate::auth::sessions::keep_alive;
 use crate::domain::Username;
 use crate::error::{AuthFailure, Error, FieldError};
 use crate::store::User;
@@ -34,7 +35,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             ));
         }
         let bytes = read_body(req, state).await?;
-        parse_json(&bytes).map(ApiJson)
+        // serde would read a struct from an array too (`["a", "b"]`); bodies are objects.
+        let value: serde_json::Value = parse_json(&bytes)?;
+        if !value.is_object() {
+            return Err(Error::Validation(vec![FieldError {
+                loc: vec!["body".into()],
+                msg: "Input should be a valid dictionary or object to extract fields from".into(),
+                kind: "model_attributes_type".into(),
+            }]));
+        }
+        parse_value(value).map(ApiJson)
     }
 }
 
@@ -121,6 +131,17 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// A numeric id from the path; anything else is a 422 naming the path parameter.
+pub fn path_id(raw: &str) -> Result<i64, Error> {
+    raw.parse().map_err(|_| {
+        Error::Validation(vec![FieldError {
+            loc: vec!["path".into(), "id".into()],
+            msg: "Input should be a valid integer".into(),
+            kind: "int_parsing".into(),
+        }])
+    })
+}
+
 /// The signed-in, active user of a bearer-token request.
 pub struct AuthUser(pub User);
 
@@ -131,20 +152,55 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let BearerSession { user, .. } = BearerSession::from_request_parts(parts, state).await?;
+        Ok(Self(user))
+    }
+}
+
+/// The caller of a bearer-token request, with the session its token belongs to (`None` for
+/// tokens minted by the tutorial's backend, which name no session).
+pub struct BearerSession {
+    pub user: User,
+    pub session_id: Option<i64>,
+}
+
+impl FromRequestParts<AppState> for BearerSession {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let invalid = || Error::Unauthorized(AuthFailure::Invalid);
         let token = bearer_token(parts).ok_or(Error::Unauthorized(AuthFailure::Missing))?;
-        let claims = state
-            .tokens
-            .verify(token)
-            .ok_or(Error::Unauthorized(AuthFailure::Invalid))?;
-        let user = state
-            .store
-            .user_by_key(&Username::fold(&claims.sub))
-            .await?
-            .ok_or(Error::Unauthorized(AuthFailure::Invalid))?;
+        let now = state.clock.now();
+        let claims = state.tokens.verify(token, now).ok_or_else(invalid)?;
+        let (user, session_id) = match claims.sid {
+            // The session must still exist: a logout or revocation takes effect here, at once.
+            Some(sid) => {
+                let (session, user) = state
+                    .store
+                    .session_with_user(sid, now)
+                    .await?
+                    .ok_or_else(invalid)?;
+                if Username::fold(&user.username) != Username::fold(&claims.sub) {
+                    return Err(invalid());
+                }
+                keep_alive(state.store.as_ref(), &state.config.sessions, now, &session).await?;
+                (user, Some(sid))
+            }
+            None => {
+                let user = state
+                    .store
+                    .user_by_key(&Username::fold(&claims.sub))
+                    .await?;
+                (user.ok_or_else(invalid)?, None)
+            }
+        };
         if user.disabled {
             return Err(Error::InactiveUser);
         }
-        Ok(Self(user))
+        Ok(Self { user, session_id })
     }
 }
 

@@ -6,11 +6,13 @@ pub mod docs;
 mod extract;
 mod form;
 mod health;
+mod jwks;
 mod metrics;
 mod notes;
 mod pages;
 mod request_log;
 mod session;
+mod sessions;
 mod token;
 mod users;
 
@@ -22,9 +24,10 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-pub use extract::{ApiJson, AuthUser};
+pub use extract::{ApiJson, AuthUser, BearerSession};
 
 use crate::auth::{PasswordHasher, TokenKeys};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -41,6 +44,7 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The whole service as a `Router`, separate from serving so tests can drive it.

@@ -12,9 +12,10 @@ use utoipa_axum::routes;
 
 use super::doc_responses::{BearerErrors, BodyErrors};
 use super::docs::{ErrorBody, ValidationErrorBody};
+use super::extract::path_id;
 use super::{ApiJson, AppState, AuthUser};
 use crate::domain::NoteText;
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, Result};
 use crate::store::{Note, NotePatch};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -61,17 +62,6 @@ impl From<Note> for NoteOut {
 
 fn note_text(raw: String) -> Result<NoteText> {
     NoteText::parse(raw).map_err(|msg| Error::validation("text", msg))
-}
-
-/// Note ids are integers; anything else is a 422 naming the path parameter.
-fn note_id(raw: &str) -> Result<i64> {
-    raw.parse().map_err(|_| {
-        Error::Validation(vec![FieldError {
-            loc: vec!["path".into(), "id".into()],
-            msg: "Input should be a valid integer".into(),
-            kind: "int_parsing".into(),
-        }])
-    })
 }
 
 /// The signed-in user's notes, oldest first.
@@ -138,7 +128,7 @@ async fn read_note(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<NoteOut>> {
-    let note = state.store.note(user.id, note_id(&id)?).await?;
+    let note = state.store.note(user.id, path_id(&id)?).await?;
     note.map(|n| Json(n.into())).ok_or(Error::NotFound)
 }
 
@@ -169,7 +159,7 @@ async fn update_note(
     };
     let note = state
         .store
-        .update_note(user.id, note_id(&id)?, patch)
+        .update_note(user.id, path_id(&id)?, patch)
         .await?;
     note.map(|n| Json(n.into())).ok_or(Error::NotFound)
 }
@@ -193,7 +183,7 @@ async fn delete_note(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    if state.store.delete_note(user.id, note_id(&id)?).await? {
+    if state.store.delete_note(user.id, path_id(&id)?).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound)

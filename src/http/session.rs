@@ -9,16 +9,13 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use chrono::Utc;
 
 use super::AppState;
-use crate::auth::session::{hash_token, new_token};
+use crate::auth::session::hash_token;
+use crate::auth::sessions::{ClientMeta, keep_alive, start_browser_session};
 use crate::config::Config;
 use crate::error::Result;
-use crate::store::{NewSession, Session, User};
-
-/// Sessions are touched at most this often, so reads do not become writes.
-const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
+use crate::store::{Session, User};
 
 /// `__Host-` binds a cookie to this exact host over https; browsers refuse it over http.
 pub fn session_cookie_name(config: &Config) -> &'static str {
@@ -74,7 +71,7 @@ impl FromRequestParts<AppState> for MaybeSignedIn {
         let Some(cookie) = jar.get(session_cookie_name(&state.config)) else {
             return Ok(Self(None));
         };
-        let now = Utc::now();
+        let now = state.clock.now();
         let found = state
             .store
             .session_by_token_hash(&hash_token(cookie.value()), now)
@@ -82,18 +79,13 @@ impl FromRequestParts<AppState> for MaybeSignedIn {
         let Some((session, user)) = found.filter(|(_, user)| !user.disabled) else {
             return Ok(Self(None));
         };
-        if now - session.last_used_at > TOUCH_INTERVAL {
-            state.store.touch_session(session.id, now).await?;
-        }
+        keep_alive(state.store.as_ref(), &state.config.sessions, now, &session).await?;
         Ok(Self(Some(SignedIn { user, session })))
     }
 }
 
-/// Who is asking, for the session list: address and browser.
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
+/// Who is asking, for the session list and the audit trail: address and browser.
+pub struct ClientInfo(pub ClientMeta);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
@@ -111,7 +103,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(512).collect());
-        Ok(Self { ip, user_agent })
+        Ok(Self(ClientMeta { ip, user_agent }))
     }
 }
 
@@ -122,31 +114,22 @@ pub async fn sign_in(
     jar: CookieJar,
     user: &User,
     remember: bool,
-    client: ClientInfo,
+    ClientInfo(client): ClientInfo,
 ) -> Result<CookieJar> {
     let jar = end_session(state, jar).await?;
     let config = &state.config;
-    let ttl = if remember {
-        config.remember_me_ttl
-    } else {
-        config.session_ttl
-    };
-    let (token, token_hash) = new_token();
-    let now = Utc::now();
-    state
-        .store
-        .create_session(NewSession {
-            token_hash,
-            user_id: user.id,
-            persistent: remember,
-            ip: client.ip,
-            user_agent: client.user_agent,
-            created_at: now,
-            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30)),
-        })
-        .await?;
+    let now = state.clock.now();
+    let (token, _) = start_browser_session(
+        state.store.as_ref(),
+        &config.sessions,
+        now,
+        user,
+        remember,
+        client,
+    )
+    .await?;
     // Without "Remember me" the cookie has no Max-Age: it ends with the browser.
-    let max_age = remember.then_some(ttl);
+    let max_age = remember.then_some(config.sessions.remembered.absolute);
     Ok(jar.add(secure_cookie(
         config,
         session_cookie_name(config),
@@ -163,7 +146,7 @@ pub async fn end_session(state: &AppState, jar: CookieJar) -> Result<CookieJar> 
     };
     state
         .store
-        .delete_session(&hash_token(cookie.value()))
+        .delete_session_by_token_hash(&hash_token(cookie.value()))
         .await?;
     Ok(jar.remove(Cookie::build(name).path("/")))
 }

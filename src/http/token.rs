@@ -14,10 +14,13 @@ use super::AppState;
 use super::doc_responses::{BodyErrors, Unavailable};
 use super::docs::ErrorBody;
 use super::form::AnyForm;
+use super::session::ClientInfo;
 use crate::auth::login::authenticate;
-use crate::error::{AuthFailure, Error, Result};
+use crate::auth::sessions::{refresh, start_api_session};
+use crate::error::{AuthFailure, Error, FieldError, Result};
 use crate::metrics::LoginOutcome;
 use crate::store::User;
+use chrono::{DateTime, Utc};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(issue_token))
@@ -26,13 +29,21 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// FastAPI's `OAuth2PasswordRequestForm`. Other fields are ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 struct TokenRequest {
-    username: String,
-    #[schema(format = Password)]
-    password: String,
-    /// `password`, or absent.
+    /// Required with the `password` grant.
     #[serde(default)]
-    #[schema(pattern = "^(password)?$")]
+    username: Option<String>,
+    /// Required with the `password` grant.
+    #[serde(default)]
+    #[schema(format = Password)]
+    password: Option<String>,
+    /// `password` (the default) or `refresh_token`.
+    #[serde(default)]
+    #[schema(pattern = "^(password|refresh_token)?$")]
     grant_type: Option<String>,
+    /// Required with the `refresh_token` grant: the refresh token of the last response.
+    #[serde(default)]
+    #[schema(format = Password)]
+    refresh_token: Option<String>,
     /// Accepted for compatibility; Gatehouse tokens carry no scopes yet.
     #[serde(default)]
     #[allow(dead_code)]
@@ -55,6 +66,9 @@ struct TokenResponse {
     token_type: &'static str,
     /// Seconds until the token expires.
     expires_in: u64,
+    /// Exchange it at `/token` with `grant_type=refresh_token` for a new pair; each refresh
+    /// token works once.
+    refresh_token: String,
 }
 
 /// Logs in with the OAuth2 password flow and returns a bearer token.
@@ -79,35 +93,65 @@ struct TokenResponse {
 )]
 async fn issue_token(
     State(state): State<AppState>,
+    client: ClientInfo,
     AnyForm(request): AnyForm<TokenRequest>,
 ) -> Result<Response> {
-    match request.grant_type.as_deref() {
-        None | Some("") | Some("password") => {}
+    let now = state.clock.now();
+    let (session_id, user, refresh_token) = match request.grant_type.as_deref() {
+        None | Some("") | Some("password") => password_grant(&state, request, client, now).await?,
+        Some("refresh_token") => {
+            let presented = request
+                .refresh_token
+                .ok_or_else(|| missing("refresh_token"))?;
+            let store = state.store.as_ref();
+            let (session, user, next) =
+                refresh(store, &state.config.sessions, now, &presented, client.0).await?;
+            (session.id, user, next)
+        }
         Some(_) => {
             return Err(Error::BadRequest(
-                "Unsupported grant_type: use \"password\"".into(),
+                "Unsupported grant_type: use \"password\" or \"refresh_token\"".into(),
             ));
         }
-    }
-    let outcome = authenticate(
-        state.store.as_ref(),
-        &state.hasher,
-        &request.username,
-        request.password,
-    )
-    .await;
-    if let Some(login) = login_outcome(&outcome) {
-        state.metrics.count_login(login);
-    }
-    let user = outcome?;
-    let issued = state.tokens.issue(&user.username)?;
-    tracing::info!(user_id = user.id, "access token issued");
+    };
+    let issued = state.tokens.issue(&user.username, session_id, now)?;
+    tracing::info!(user_id = user.id, session_id, "access token issued");
     let body = TokenResponse {
         access_token: issued.token,
         token_type: "bearer",
         expires_in: issued.expires_in.as_secs(),
+        refresh_token,
     };
     Ok(no_store(Json(body)))
+}
+
+/// The OAuth2 password grant: checks the credentials and starts an API session.
+async fn password_grant(
+    state: &AppState,
+    request: TokenRequest,
+    ClientInfo(client): ClientInfo,
+    now: DateTime<Utc>,
+) -> Result<(i64, User, String)> {
+    let username = request.username.ok_or_else(|| missing("username"))?;
+    let password = request.password.ok_or_else(|| missing("password"))?;
+    let outcome = authenticate(state.store.as_ref(), &state.hasher, &username, password).await;
+    if let Some(login) = login_outcome(&outcome) {
+        state.metrics.count_login(login);
+    }
+    let user = outcome?;
+    let (session, refresh_token) = start_api_session(
+        state.store.as_ref(),
+        &state.config.sessions,
+        now,
+        &user,
+        client,
+    )
+    .await?;
+    Ok((session.id, user, refresh_token))
+}
+
+fn missing(field: &str) -> Error {
+    Error::Validation(vec![FieldError::body(field, "Field required", "missing")])
 }
 
 /// What a login attempt counts as; `None` for failures that say nothing about the credentials

@@ -1,8 +1,9 @@
-//! Persistence. The `Store` trait is everything the service asks of a database; PostgreSQL
-//! and SQLite implement it (`postgres.rs`, `sqlite.rs`) with the same SQL (`sql.rs`). All SQL
-//! of the service lives in this folder.
+//! Persistence. The store traits are everything the service asks of a database, one per area;
+//! PostgreSQL and SQLite implement them (`postgres.rs`, `sqlite.rs`) with the same SQL
+//! (`sql/`). All SQL of the service lives in this folder.
 
 mod error;
+mod model;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -14,114 +15,25 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
+pub use model::*;
 
-use crate::domain::{Email, NoteText, Username};
+use crate::domain::NoteText;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A user as the API shows it (never with a hash).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct User {
-    pub id: i64,
-    pub username: String,
-    pub email: Option<String>,
-    pub full_name: Option<String>,
-    pub disabled: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A user with the hash needed to check a login.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct UserCredentials {
-    #[sqlx(flatten)]
-    pub user: User,
-    pub hashed_password: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub username: Username,
-    pub email: Option<Email>,
-    pub full_name: Option<String>,
-    pub hashed_password: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Note {
-    pub id: i64,
-    pub owner_id: i64,
-    pub text: String,
-    pub completed: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A partial update of a note; `None` leaves the field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct NotePatch {
-    pub text: Option<NoteText>,
-    pub completed: Option<bool>,
-}
-
-/// A signed-in session. The token itself is only ever in the client's cookie.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Session {
-    pub id: i64,
-    pub user_id: i64,
-    pub persistent: bool,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// A session joined with its user, as one row.
-#[derive(sqlx::FromRow)]
-struct SessionUserRow {
-    #[sqlx(flatten)]
-    session: Session,
-    username: String,
-    email: Option<String>,
-    full_name: Option<String>,
-    disabled: bool,
-    user_created_at: DateTime<Utc>,
-}
-
-impl SessionUserRow {
-    fn split(self) -> (Session, User) {
-        let user = User {
-            id: self.session.user_id,
-            username: self.username,
-            email: self.email,
-            full_name: self.full_name,
-            disabled: self.disabled,
-            created_at: self.user_created_at,
-        };
-        (self.session, user)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct NewSession {
-    /// SHA-256 of the session token, hex.
-    pub token_hash: String,
-    pub user_id: i64,
-    pub persistent: bool,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-}
-
+/// The whole store: the areas below, plus what concerns the database itself.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: UserStore + NoteStore + SessionStore + EventStore + Send + Sync + 'static {
     /// Answers when the database answers (for readiness checks).
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool at shutdown: waits for connections in use to come back, then closes all.
     async fn close(&self);
     /// Unexpired sessions, for the `gatehouse_active_sessions` metric.
     async fn count_active_sessions(&self, now: DateTime<Utc>) -> StoreResult<i64>;
+}
 
+#[async_trait]
+pub trait UserStore {
     /// Inserts a user; `StoreError::Conflict` when the username (case-folded) is taken.
     async fn create_user(&self, user: NewUser, now: DateTime<Utc>) -> StoreResult<User>;
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<User>>;
@@ -132,7 +44,17 @@ pub trait Store: Send + Sync + 'static {
         hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Disables or enables a user; disabling ends all of their sessions in the same step.
+    async fn set_user_disabled(
+        &self,
+        user_id: i64,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+}
 
+#[async_trait]
+pub trait NoteStore {
     /// The owner's notes, oldest first.
     async fn list_notes(&self, owner_id: i64) -> StoreResult<Vec<Note>>;
     async fn create_note(
@@ -152,17 +74,60 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Note>>;
     /// Whether a note of the owner was deleted.
     async fn delete_note(&self, owner_id: i64, note_id: i64) -> StoreResult<bool>;
+}
 
+#[async_trait]
+pub trait SessionStore {
     async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
-    /// The unexpired session with this token hash, and its user.
+    /// The live browser session with this cookie-token hash, and its user.
     async fn session_by_token_hash(
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<(Session, User)>>;
-    async fn touch_session(&self, session_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
-    /// Ends a session; whether one existed.
-    async fn delete_session(&self, token_hash: &str) -> StoreResult<bool>;
+    /// The live session with this id, and its user (for access tokens).
+    async fn session_with_user(
+        &self,
+        session_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(Session, User)>>;
+    /// Records use: `last_used_at` and the pushed-forward idle deadline.
+    async fn touch_session(
+        &self,
+        session_id: i64,
+        now: DateTime<Utc>,
+        idle_expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The user's live sessions, newest first.
+    async fn list_sessions(&self, user_id: i64, now: DateTime<Utc>) -> StoreResult<Vec<Session>>;
+    /// Ends the browser session with this cookie-token hash; whether one existed.
+    async fn delete_session_by_token_hash(&self, token_hash: &str) -> StoreResult<bool>;
+    /// Ends one session of a user; whether it existed (and was theirs).
+    async fn delete_session(&self, user_id: i64, session_id: i64) -> StoreResult<bool>;
+    /// Ends all of a user's sessions but `keep`; how many ended.
+    async fn delete_other_sessions(&self, user_id: i64, keep: Option<i64>) -> StoreResult<u64>;
+    /// Adds the first refresh token of an API session.
+    async fn add_refresh_token(
+        &self,
+        session_id: i64,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Uses a refresh token once, atomically: rotates it to `new_hash`, or detects reuse
+    /// and ends its family.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        new_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Rotation>;
+}
+
+#[async_trait]
+pub trait EventStore {
+    async fn record_event(&self, event: NewEvent) -> StoreResult<()>;
+    /// A user's most recent events, newest first.
+    async fn recent_events(&self, user_id: i64, limit: i64) -> StoreResult<Vec<Event>>;
 }
 
 /// Connection settings shared by both backends.

@@ -4,11 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gatehouse::config::{Config, HashParams, SecretKey, default_public_url};
+use gatehouse::clock::ManualClock;
+use gatehouse::config::{Config, HashParams, SecretKey, SessionLifetimes, default_public_url};
+use gatehouse::http::AppState;
 use gatehouse::server::Server;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{PgPool, SqlitePool};
+use std::sync::Arc;
 
 /// The key every test app signs with, so tests can mint their own tokens.
 pub const SECRET: &[u8] = b"test-secret-key-of-at-least-32-bytes!!";
@@ -47,6 +50,10 @@ pub enum TestDb {
 
 pub struct TestApp {
     pub base: String,
+    /// The service's clock: tests move it to expire tokens and sessions.
+    pub clock: Arc<ManualClock>,
+    /// The running service's state, for steps no endpoint offers yet.
+    pub state: AppState,
     pub client: reqwest::Client,
     pub db: TestDb,
     /// The data folder (and the SQLite file); removed when the test ends.
@@ -63,8 +70,7 @@ pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
         data_dir: data_dir.to_path_buf(),
         secret_key: SecretKey::new(SECRET.to_vec()),
         access_token_ttl: Duration::from_secs(30 * 60),
-        session_ttl: Duration::from_secs(12 * 3600),
-        remember_me_ttl: Duration::from_secs(30 * 86_400),
+        sessions: SessionLifetimes::default(),
         cors_origins: vec!["http://localhost:3000".into()],
         hash_params: HashParams {
             memory_kib: 4096,
@@ -73,6 +79,7 @@ pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
         },
         db_acquire_timeout: Duration::from_secs(2),
         production: false,
+        jwt: Default::default(),
     }
 }
 
@@ -86,8 +93,12 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     let (database_url, db) = fresh_database(backend, data_dir.path()).await;
     let mut config = test_config(database_url, data_dir.path());
     adjust(&mut config);
-    let server = Server::build(config).await.expect("the app starts");
+    let clock = Arc::new(ManualClock::starting_now());
+    let server = Server::build_with_clock(config, clock.clone())
+        .await
+        .expect("the app starts");
     let address = server.local_addr();
+    let state = server.state().clone();
     tokio::spawn(server.run(std::future::pending()));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -96,6 +107,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         .unwrap();
     TestApp {
         base: format!("http://{address}"),
+        clock,
+        state,
         client,
         db,
         _data_dir: data_dir,

@@ -7,6 +7,8 @@ mod schema;
 mod cli;
 mod contract;
 mod docs;
+mod keys;
+mod lifecycle;
 mod logs;
 mod me;
 mod metrics;

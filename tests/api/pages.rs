@@ -20,6 +20,7 @@ both_backends!(
     notes_pages_show_only_the_owners_notes,
     session_cookie_does_not_authorise_the_json_api,
     signup_page_shows_the_api_rules,
+    account_page_lists_sessions_ends_them_and_changes_the_password,
 );
 
 /// The value of the hidden `csrf_token` field in a page.
@@ -227,7 +228,7 @@ async fn remember_me_makes_the_cookie_persistent(backend: Backend) {
 async fn login_failure_rerenders_the_form_with_the_username(backend: Backend) {
     let app = spawn_app(backend).await;
     app.page_signup("alice").await;
-    app.submit("/account", "/logout", &[]).await;
+    app.submit("/account", "/account/logout", &[]).await;
     let response = app
         .submit(
             "/login",
@@ -370,7 +371,7 @@ async fn every_sign_in_issues_a_new_session_and_logout_ends_it_server_side(backe
         "the browser's previous session ended"
     );
 
-    let logout = app.submit("/account", "/logout", &[]).await;
+    let logout = app.submit("/account", "/account/logout", &[]).await;
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&logout), "/login?notice=signed-out");
     assert!(app.session_hashes().await.is_empty(), "deleted server-side");
@@ -540,4 +541,75 @@ async fn https_public_url_uses_secure_host_prefixed_cookies() {
     for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie} has {attribute}");
     }
+}
+
+async fn account_page_lists_sessions_ends_them_and_changes_the_password(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.page_signup("alice").await;
+    let api_token = app.token_for("alice", "correct horse battery").await;
+    let html = app.page("/account").await.text().await.unwrap();
+    assert!(
+        html.contains("this session"),
+        "the current session is marked"
+    );
+    assert!(html.contains("API login"), "the token login is listed");
+    assert_eq!(html.matches("class=\"session\"").count(), 2);
+
+    let others = app
+        .submit("/account", "/account/sessions/end-others", &[])
+        .await;
+    assert_eq!(others.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get_me(&api_token).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "ended at once"
+    );
+    let html = app.page(location(&others)).await.text().await.unwrap();
+    assert!(html.contains("All your other sessions have been ended."));
+    assert_eq!(html.matches("class=\"session\"").count(), 1);
+
+    let api_token = app.token_for("alice", "correct horse battery").await;
+    let wrong = app
+        .submit(
+            "/account",
+            "/account/password",
+            &[
+                ("current_password", "nope"),
+                ("new_password", "brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("Current password is incorrect")
+    );
+    let changed = app
+        .submit(
+            "/account",
+            "/account/password",
+            &[
+                ("current_password", "correct horse battery"),
+                ("new_password", "brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&changed), "/account?notice=password-changed");
+    assert_eq!(
+        app.get_me(&api_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.page("/account").await.status(),
+        StatusCode::OK,
+        "this browser stays signed in"
+    );
+    assert_eq!(
+        app.login("alice", "brand new passphrase").await.status(),
+        StatusCode::OK
+    );
 }

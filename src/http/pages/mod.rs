@@ -29,8 +29,20 @@ pub fn router() -> Router<AppState> {
             "/signup",
             get(login::show_signup).post(login::submit_signup),
         )
-        .route("/logout", axum::routing::post(login::logout))
+        .route("/account/logout", axum::routing::post(login::logout))
         .route("/account", get(account::account))
+        .route(
+            "/account/password",
+            axum::routing::post(account::set_password),
+        )
+        .route(
+            "/account/sessions/end-others",
+            axum::routing::post(account::end_other_sessions),
+        )
+        .route(
+            "/account/sessions/{id}/end",
+            axum::routing::post(account::end_session),
+        )
         .route("/admin", get(account::admin))
         .route("/notes", get(notes::show_notes).post(notes::add_note))
         .route(

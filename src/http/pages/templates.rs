@@ -68,8 +68,43 @@ pub struct AccountPage<'a> {
     pub nav: Nav,
     pub user: &'a User,
     pub member_since: String,
-    pub session_started: String,
-    pub remembered: bool,
+    pub sessions: Vec<SessionRow>,
+    pub notice: Option<&'static str>,
+    pub password_error: Option<String>,
+}
+
+/// One line of the session list on the account page.
+pub struct SessionRow {
+    pub id: i64,
+    pub what: &'static str,
+    pub started: String,
+    pub last_used: String,
+    pub from: String,
+    pub current: bool,
+}
+
+impl SessionRow {
+    pub fn new(session: &crate::store::Session, current: i64) -> Self {
+        let when = |t: chrono::DateTime<chrono::Utc>| t.format("%-d %b %Y, %H:%M UTC").to_string();
+        let what = match (session.kind.as_str(), session.persistent) {
+            ("api", _) => "API login",
+            (_, true) => "Browser (remembered)",
+            _ => "Browser",
+        };
+        let agent = session.user_agent.as_deref().unwrap_or("unknown browser");
+        let agent: String = agent.chars().take(80).collect();
+        Self {
+            id: session.id,
+            what,
+            started: when(session.created_at),
+            last_used: when(session.last_used_at),
+            from: format!(
+                "{agent} · {}",
+                session.ip.as_deref().unwrap_or("unknown address")
+            ),
+            current: session.id == current,
+        }
+    }
 }
 
 #[derive(Template)]

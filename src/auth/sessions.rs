@@ -1,0 +1,169 @@
+//! The session lifecycle: starting browser and API sessions, rotating refresh tokens with
+//! reuse detection, and keeping sessions alive within their idle and absolute limits.
+//! Store access only through the store traits; no HTTP here.
+
+use chrono::{DateTime, Utc};
+
+use super::session::{hash_token, new_token};
+use crate::config::{Lifetime, SessionLifetimes};
+use crate::error::{Error, Result};
+use crate::store::{NewEvent, NewSession, Rotation, Session, SessionKind, Store, User};
+
+/// Sessions are touched at most this often, so reads do not all become writes.
+const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Where a request came from, for the session list and the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+fn later(now: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX)
+}
+
+fn lifetime(lifetimes: &SessionLifetimes, session: &Session) -> Lifetime {
+    match (session.kind.as_str(), session.persistent) {
+        ("api", _) => lifetimes.api,
+        (_, true) => lifetimes.remembered,
+        _ => lifetimes.browser,
+    }
+}
+
+async fn start(
+    store: &dyn Store,
+    kind: SessionKind,
+    limits: Lifetime,
+    now: DateTime<Utc>,
+    new: (i64, bool, Option<String>),
+    client: ClientMeta,
+) -> Result<Session> {
+    let (user_id, persistent, token_hash) = new;
+    Ok(store
+        .create_session(NewSession {
+            kind,
+            token_hash,
+            user_id,
+            persistent,
+            ip: client.ip,
+            user_agent: client.user_agent,
+            created_at: now,
+            expires_at: later(now, limits.absolute),
+            idle_expires_at: later(now, limits.idle),
+        })
+        .await?)
+}
+
+/// A new browser session; returns the cookie token (the store keeps only its hash).
+pub async fn start_browser_session(
+    store: &dyn Store,
+    lifetimes: &SessionLifetimes,
+    now: DateTime<Utc>,
+    user: &User,
+    remember: bool,
+    client: ClientMeta,
+) -> Result<(String, Session)> {
+    let (token, hash) = new_token();
+    let limits = if remember {
+        lifetimes.remembered
+    } else {
+        lifetimes.browser
+    };
+    let session = start(
+        store,
+        SessionKind::Browser,
+        limits,
+        now,
+        (user.id, remember, Some(hash)),
+        client,
+    )
+    .await?;
+    Ok((token, session))
+}
+
+/// A new API session (a refresh-token family); returns it and its first refresh token.
+pub async fn start_api_session(
+    store: &dyn Store,
+    lifetimes: &SessionLifetimes,
+    now: DateTime<Utc>,
+    user: &User,
+    client: ClientMeta,
+) -> Result<(Session, String)> {
+    let session = start(
+        store,
+        SessionKind::Api,
+        lifetimes.api,
+        now,
+        (user.id, true, None),
+        client,
+    )
+    .await?;
+    let (refresh_token, hash) = new_token();
+    store.add_refresh_token(session.id, &hash, now).await?;
+    Ok((session, refresh_token))
+}
+
+/// Exchanges a refresh token for the next one (RFC 6749 section 6, rotated). A token used
+/// twice ends its whole family and is recorded: one of the two holders is not the user.
+pub async fn refresh(
+    store: &dyn Store,
+    lifetimes: &SessionLifetimes,
+    now: DateTime<Utc>,
+    presented: &str,
+    client: ClientMeta,
+) -> Result<(Session, User, String)> {
+    let invalid = || Error::BadRequest("Invalid refresh token".into());
+    let (next, next_hash) = new_token();
+    match store
+        .rotate_refresh_token(&hash_token(presented), &next_hash, now)
+        .await?
+    {
+        Rotation::Rotated(rotated) => {
+            let (session, user) = *rotated;
+            if user.disabled {
+                return Err(Error::InactiveUser);
+            }
+            keep_alive(store, lifetimes, now, &session).await?;
+            Ok((session, user, next))
+        }
+        Rotation::Reused {
+            session_id,
+            user_id,
+        } => {
+            tracing::warn!(
+                user_id,
+                session_id,
+                "refresh token reused: session family revoked"
+            );
+            store
+                .record_event(NewEvent {
+                    kind: "refresh_token_reuse",
+                    user_id: Some(user_id),
+                    actor_id: None,
+                    ip: client.ip,
+                    user_agent: client.user_agent,
+                    detail: Some(format!("session {session_id} revoked")),
+                    created_at: now,
+                })
+                .await?;
+            Err(invalid())
+        }
+        Rotation::Invalid => Err(invalid()),
+    }
+}
+
+/// Pushes the idle deadline forward when the session is used (at most once a minute).
+pub async fn keep_alive(
+    store: &dyn Store,
+    lifetimes: &SessionLifetimes,
+    now: DateTime<Utc>,
+    session: &Session,
+) -> Result<()> {
+    if now - session.last_used_at < TOUCH_INTERVAL {
+        return Ok(());
+    }
+    let idle_until = later(now, lifetime(lifetimes, session).idle).min(session.expires_at);
+    store.touch_session(session.id, now, idle_until).await?;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The rows the store reads and writes.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Email, NoteText, Username};
+
+/// A user as the API shows it (never with a hash).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user with the hash needed to check a login.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserCredentials {
+    #[sqlx(flatten)]
+    pub user: User,
+    pub hashed_password: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: Username,
+    pub email: Option<Email>,
+    pub full_name: Option<String>,
+    pub hashed_password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Note {
+    pub id: i64,
+    pub owner_id: i64,
+    pub text: String,
+    pub completed: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A partial update of a note; `None` leaves the field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct NotePatch {
+    pub text: Option<NoteText>,
+    pub completed: Option<bool>,
+}
+
+/// What a session is for: a browser cookie, or an API login with refresh tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Browser,
+    Api,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Browser => "browser",
+            Self::Api => "api",
+        }
+    }
+}
+
+/// A signed-in session. Its secret (cookie or refresh token) is only ever with the client.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Session {
+    pub id: i64,
+    pub user_id: i64,
+    /// `browser` or `api`.
+    pub kind: String,
+    pub persistent: bool,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub kind: SessionKind,
+    /// SHA-256 of the cookie token, hex; `None` for API sessions.
+    pub token_hash: Option<String>,
+    pub user_id: i64,
+    pub persistent: bool,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+}
+
+/// A session joined with its user, read as one row.
+#[derive(sqlx::FromRow)]
+pub(super) struct SessionUserRow {
+    #[sqlx(flatten)]
+    session: Session,
+    username: String,
+    email: Option<String>,
+    full_name: Option<String>,
+    disabled: bool,
+    user_created_at: DateTime<Utc>,
+}
+
+impl SessionUserRow {
+    pub(super) fn split(self) -> (Session, User) {
+        let user = User {
+            id: self.session.user_id,
+            username: self.username,
+            email: self.email,
+            full_name: self.full_name,
+            disabled: self.disabled,
+            created_at: self.user_created_at,
+        };
+        (self.session, user)
+    }
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was current: it is now used, and the new hash is the family's next token.
+    Rotated(Box<(Session, User)>),
+    /// The token had been used before: the whole family (session) has been ended.
+    Reused { session_id: i64, user_id: i64 },
+    /// Unknown token, or its session has expired.
+    Invalid,
+}
+
+/// An entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Event {
+    pub id: i64,
+    pub kind: String,
+    pub user_id: Option<i64>,
+    pub actor_id: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub user_id: Option<i64>,
+    pub actor_id: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,92 @@
+//! The SQL both backends share. PostgreSQL and SQLite accept the same statements here
+//! (`$n` placeholders, `RETURNING`, transactions), so macros write the store traits'
+//! implementations for each typed pool, one file per area; backend-specific work
+//! (connecting, pragmas) stays in `postgres.rs` and `sqlite.rs`.
+//!
+//! sqlx only takes `&'static str` SQL (audited, never built from input), so the column lists
+//! are macros that `concat!` can splice into literals.
+
+mod events;
+mod notes;
+mod sessions;
+mod users;
+
+pub(super) use events::impl_event_store;
+pub(super) use notes::impl_note_store;
+pub(super) use sessions::impl_session_store;
+pub(super) use users::impl_user_store;
+
+/// Columns of `User`.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, full_name, disabled, created_at"
+    };
+}
+
+/// Columns of `Session`.
+macro_rules! session_columns {
+    () => {
+        "id, user_id, kind, persistent, ip, user_agent, created_at, last_used_at, expires_at, idle_expires_at"
+    };
+}
+
+/// A session joined with its user, as `SessionUserRow` reads it.
+macro_rules! session_user_select {
+    () => {
+        "SELECT s.id, s.user_id, s.kind, s.persistent, s.ip, s.user_agent, s.created_at, s.last_used_at, \
+         s.expires_at, s.idle_expires_at, u.username, u.email, u.full_name, u.disabled, \
+         u.created_at AS user_created_at FROM sessions s JOIN users u ON u.id = s.user_id"
+    };
+}
+
+/// Columns of `Note`.
+macro_rules! note_columns {
+    () => {
+        "id, owner_id, text, completed, created_at"
+    };
+}
+
+/// Columns of `Event`.
+macro_rules! event_columns {
+    () => {
+        "id, kind, user_id, actor_id, ip, user_agent, detail, created_at"
+    };
+}
+
+/// Implements every store trait for a backend type with a `pool` field.
+macro_rules! impl_store {
+    ($store:ty) => {
+        $crate::store::sql::impl_user_store!($store);
+        $crate::store::sql::impl_note_store!($store);
+        $crate::store::sql::impl_session_store!($store);
+        $crate::store::sql::impl_event_store!($store);
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn count_active_sessions(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<i64> {
+                let sql =
+                    "SELECT COUNT(*) FROM sessions WHERE expires_at > $1 AND idle_expires_at > $1";
+                Ok(sqlx::query_scalar(sql)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+        }
+    };
+}
+
+pub(super) use {
+    event_columns, impl_store, note_columns, session_columns, session_user_select, user_columns,
+};

@@ -1,0 +1,187 @@
+//! SQL of `SessionStore`: sessions and their refresh-token families.
+
+macro_rules! impl_session_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::SessionStore for $store {
+            async fn create_session(
+                &self,
+                session: $crate::store::NewSession,
+            ) -> $crate::store::StoreResult<$crate::store::Session> {
+                let sql = concat!(
+                    "INSERT INTO sessions (kind, token_hash, user_id, persistent, ip, user_agent, created_at, last_used_at, expires_at, idle_expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING ",
+                    $crate::store::sql::session_columns!()
+                );
+                Ok(sqlx::query_as(sql)
+                    .bind(session.kind.as_str())
+                    .bind(session.token_hash.as_deref())
+                    .bind(session.user_id)
+                    .bind(session.persistent)
+                    .bind(session.ip.as_deref())
+                    .bind(session.user_agent.as_deref())
+                    .bind(session.created_at)
+                    .bind(session.expires_at)
+                    .bind(session.idle_expires_at)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn session_by_token_hash(
+                &self,
+                token_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<($crate::store::Session, $crate::store::User)>> {
+                // One indexed lookup: this runs on every signed-in page.
+                let sql = concat!(
+                    $crate::store::sql::session_user_select!(),
+                    " WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.idle_expires_at > $2"
+                );
+                let row: Option<$crate::store::SessionUserRow> =
+                    sqlx::query_as(sql).bind(token_hash).bind(now).fetch_optional(&self.pool).await?;
+                Ok(row.map($crate::store::SessionUserRow::split))
+            }
+
+            async fn session_with_user(
+                &self,
+                session_id: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<($crate::store::Session, $crate::store::User)>> {
+                // One primary-key lookup: this runs on every bearer request.
+                let sql = concat!(
+                    $crate::store::sql::session_user_select!(),
+                    " WHERE s.id = $1 AND s.expires_at > $2 AND s.idle_expires_at > $2"
+                );
+                let row: Option<$crate::store::SessionUserRow> =
+                    sqlx::query_as(sql).bind(session_id).bind(now).fetch_optional(&self.pool).await?;
+                Ok(row.map($crate::store::SessionUserRow::split))
+            }
+
+            async fn touch_session(
+                &self,
+                session_id: i64,
+                now: chrono::DateTime<chrono::Utc>,
+                idle_expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE sessions SET last_used_at = $1, idle_expires_at = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind(idle_expires_at)
+                    .bind(session_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn list_sessions(
+                &self,
+                user_id: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Session>> {
+                let sql = concat!(
+                    "SELECT ",
+                    $crate::store::sql::session_columns!(),
+                    " FROM sessions WHERE user_id = $1 AND expires_at > $2 AND idle_expires_at > $2 ORDER BY id DESC"
+                );
+                Ok(sqlx::query_as(sql).bind(user_id).bind(now).fetch_all(&self.pool).await?)
+            }
+
+            async fn delete_session_by_token_hash(&self, token_hash: &str) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_session(&self, user_id: i64, session_id: i64) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+                    .bind(session_id)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_other_sessions(&self, user_id: i64, keep: Option<i64>) -> $crate::store::StoreResult<u64> {
+                // -1 matches no session: "keep none".
+                let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+                    .bind(user_id)
+                    .bind(keep.unwrap_or(-1))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn add_refresh_token(
+                &self,
+                session_id: i64,
+                token_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("INSERT INTO refresh_tokens (session_id, token_hash, created_at) VALUES ($1, $2, $3)")
+                    .bind(session_id)
+                    .bind(token_hash)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                presented_hash: &str,
+                new_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::Rotation> {
+                use $crate::store::Rotation;
+                let mut tx = self.pool.begin().await?;
+                let found: Option<(i64, i64, Option<chrono::DateTime<chrono::Utc>>, i64)> = sqlx::query_as(
+                    "SELECT r.id, r.session_id, r.used_at, s.user_id FROM refresh_tokens r \
+                     JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
+                )
+                .bind(presented_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((token_id, session_id, used_at, user_id)) = found else {
+                    return Ok(Rotation::Invalid);
+                };
+                // Marking it used only if unused makes two concurrent uses one winner, one reuse.
+                let marked = if used_at.is_none() {
+                    sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                        .bind(now)
+                        .bind(token_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                } else {
+                    0
+                };
+                if marked == 0 {
+                    sqlx::query("DELETE FROM sessions WHERE id = $1").bind(session_id).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    return Ok(Rotation::Reused { session_id, user_id });
+                }
+                let sql = concat!(
+                    $crate::store::sql::session_user_select!(),
+                    " WHERE s.id = $1 AND s.expires_at > $2 AND s.idle_expires_at > $2"
+                );
+                let row: Option<$crate::store::SessionUserRow> =
+                    sqlx::query_as(sql).bind(session_id).bind(now).fetch_optional(&mut *tx).await?;
+                let Some((session, user)) = row.map($crate::store::SessionUserRow::split) else {
+                    tx.commit().await?;
+                    return Ok(Rotation::Invalid);
+                };
+                sqlx::query("INSERT INTO refresh_tokens (session_id, token_hash, created_at) VALUES ($1, $2, $3)")
+                    .bind(session_id)
+                    .bind(new_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Rotation::Rotated(Box::new((session, user))))
+            }
+        }
+    };
+}
+
+pub(in crate::store) use impl_session_store;

@@ -1,0 +1,94 @@
+//! SQL of `UserStore`.
+
+macro_rules! impl_user_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::UserStore for $store {
+            async fn create_user(
+                &self,
+                user: $crate::store::NewUser,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::User> {
+                let sql = concat!(
+                    "INSERT INTO users (username, username_key, email, full_name, hashed_password, disabled, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6) RETURNING ",
+                    $crate::store::sql::user_columns!(),
+                    ""
+                );
+                Ok(sqlx::query_as(sql)
+                    .bind(user.username.as_str())
+                    .bind(user.username.key())
+                    .bind(user.email.as_ref().map(|e| e.as_str()))
+                    .bind(user.full_name.as_deref())
+                    .bind(&user.hashed_password)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn user_by_key(
+                &self,
+                username_key: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::User>> {
+                let sql = concat!(
+                    "SELECT ",
+                    $crate::store::sql::user_columns!(),
+                    " FROM users WHERE username_key = $1"
+                );
+                Ok(sqlx::query_as(sql).bind(username_key).fetch_optional(&self.pool).await?)
+            }
+
+            async fn credentials_by_key(
+                &self,
+                username_key: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::UserCredentials>> {
+                let sql = concat!(
+                    "SELECT ",
+                    $crate::store::sql::user_columns!(),
+                    ", hashed_password FROM users WHERE username_key = $1"
+                );
+                Ok(sqlx::query_as(sql).bind(username_key).fetch_optional(&self.pool).await?)
+            }
+
+            async fn set_password_hash(
+                &self,
+                user_id: i64,
+                hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE users SET hashed_password = $1, updated_at = $2 WHERE id = $3")
+                    .bind(hash)
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_user_disabled(
+                &self,
+                user_id: i64,
+                disabled: bool,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
+                    .bind(disabled)
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if disabled {
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(in crate::store) use impl_user_store;
