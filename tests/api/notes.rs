@@ -149,7 +149,11 @@ async fn note_input_errors_are_4xx(backend: Backend) {
     assert_eq!(bad_id.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let huge_id = app.get_auth("/notes/99999999999999999999999", &token).await;
     assert_eq!(huge_id.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let note: Value = create(&app, &token, json!({"text": "ok"})).await.json().await.unwrap();
+    let note: Value = create(&app, &token, json!({"text": "ok"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let array = app
         .client
         .patch(app.url(&format!("/notes/{}", note["id"])))
@@ -158,7 +162,11 @@ async fn note_input_errors_are_4xx(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(array.status(), StatusCode::UNPROCESSABLE_ENTITY, "a body must be an object");
+    assert_eq!(
+        array.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a body must be an object"
+    );
     let missing = app.get_auth("/notes/424242", &token).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
