@@ -1,4 +1,5 @@
-//! The command line: `gatehouse [serve]`, `gatehouse migrate` and `gatehouse keys generate`.
+//! The command line: `gatehouse [serve]`, `gatehouse migrate`, `gatehouse keys generate`,
+//! `gatehouse user ...` and `gatehouse import`.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::{self, command::UserCommand, import::ImportArgs};
 use crate::config::Config;
 use crate::server::{Server, shutdown_signal};
 use crate::store::{self, ConnectOptions, redact_url};
@@ -32,6 +34,13 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage accounts: create, list, disable, enable, delete, set-password, promote, demote.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Import the users and notes of the tutorial's PostgreSQL database.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +60,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keys {
             command: KeysCommand::Generate { out },
         } => generate_key(&out),
+        Command::User { command } => with_config(|config| admin::command::run(config, command)),
+        Command::Import(args) => with_config(|config| admin::import::run(config, args)),
     }
 }
 

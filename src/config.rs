@@ -173,6 +173,225 @@ impl JwtConfig {
     }
 }
 
+/// A token bucket's size: `burst` requests at once, refilled evenly over `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub period: Duration,
+}
+
+impl RateLimit {
+    pub const fn per_minute(burst: u32) -> Self {
+        Self {
+            burst,
+            period: Duration::from_secs(60),
+        }
+    }
+
+    pub const fn per_hour(burst: u32) -> Self {
+        Self {
+            burst,
+            period: Duration::from_secs(3600),
+        }
+    }
+
+    /// `10/minute`, `5/hour`, `2/second` (also `min`, `h`, `s`).
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let (count, unit) = raw
+            .split_once('/')
+            .with_context(|| format!("{raw:?} is not COUNT/UNIT, such as 10/minute"))?;
+        let burst: u32 = count.trim().parse().with_context(|| format!("{raw:?}"))?;
+        let period = match unit.trim() {
+            "s" | "sec" | "second" => 1,
+            "m" | "min" | "minute" => 60,
+            "h" | "hour" => 3600,
+            "d" | "day" => 86_400,
+            other => bail!("{raw:?}: unknown unit {other:?} (second, minute, hour, day)"),
+        };
+        if burst == 0 {
+            bail!("{raw:?}: the count must be at least 1");
+        }
+        Ok(Self {
+            burst,
+            period: Duration::from_secs(period),
+        })
+    }
+}
+
+/// Per client address limits (token buckets), one bucket per area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `POST /token` and the login page (`RATE_LIMIT_LOGIN`).
+    pub login: RateLimit,
+    /// `POST /users/` and the sign-up page (`RATE_LIMIT_SIGNUP`).
+    pub signup: RateLimit,
+    /// Password-reset requests, API and page (`RATE_LIMIT_PASSWORD_RESET`).
+    pub password_reset: RateLimit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            login: RateLimit::per_minute(10),
+            signup: RateLimit::per_hour(20),
+            password_reset: RateLimit::per_hour(5),
+        }
+    }
+}
+
+/// The slow-down of an account after consecutive failed logins (NIST SP 800-63B rev. 4,
+/// section 3.2.2): after `free_failures`, each further attempt waits `base_delay`, doubling
+/// per failure up to `max_delay`; at `lock_after` (at most 100) only a password reset helps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottle {
+    pub free_failures: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    pub lock_after: u32,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self {
+            free_failures: 5,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(15 * 60),
+            lock_after: 100,
+        }
+    }
+}
+
+/// Everything that defends the service against abuse (README, "Abuse protection").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbuseProtection {
+    pub rate_limits: RateLimits,
+    pub login_throttle: LoginThrottle,
+    /// `PASSWORD_MIN_LENGTH` and the rules of new passwords.
+    pub password_policy: crate::domain::PasswordPolicy,
+    /// `TRUSTED_PROXIES`: addresses or networks whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `PASSWORD_HASH_MAX_WAIT_MS`: how long a request waits for a hashing slot before a 503.
+    pub hash_max_wait: Duration,
+}
+
+impl Default for AbuseProtection {
+    fn default() -> Self {
+        Self {
+            rate_limits: RateLimits::default(),
+            login_throttle: LoginThrottle::default(),
+            password_policy: Default::default(),
+            trusted_proxies: Vec::new(),
+            hash_max_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+impl AbuseProtection {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let limit = |name: &str, default: RateLimit| -> anyhow::Result<RateLimit> {
+            var(name).map_or(Ok(default), |raw| {
+                RateLimit::parse(&raw).with_context(|| format!("{name}={raw:?} is not valid"))
+            })
+        };
+        let min_chars: usize = parsed("PASSWORD_MIN_LENGTH", d.password_policy.min_chars)?;
+        let allowed = crate::domain::PASSWORD_MIN_CHARS..=crate::domain::PASSWORD_MAX_CHARS;
+        if !allowed.contains(&min_chars) {
+            bail!("PASSWORD_MIN_LENGTH must be between 8 and 128 (got {min_chars})");
+        }
+        let trusted_proxies = var("TRUSTED_PROXIES")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(parse_network)
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Self {
+            rate_limits: RateLimits {
+                login: limit("RATE_LIMIT_LOGIN", d.rate_limits.login)?,
+                signup: limit("RATE_LIMIT_SIGNUP", d.rate_limits.signup)?,
+                password_reset: limit("RATE_LIMIT_PASSWORD_RESET", d.rate_limits.password_reset)?,
+            },
+            login_throttle: d.login_throttle,
+            password_policy: crate::domain::PasswordPolicy { min_chars },
+            trusted_proxies,
+            hash_max_wait: Duration::from_millis(parsed(
+                "PASSWORD_HASH_MAX_WAIT_MS",
+                d.hash_max_wait.as_millis() as u64,
+            )?),
+        })
+    }
+}
+
+/// `10.0.0.0/8`, or a single address (`127.0.0.1`, `::1`).
+fn parse_network(raw: &str) -> anyhow::Result<ipnet::IpNet> {
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .with_context(|| format!("TRUSTED_PROXIES: {raw:?} is not an address or network"))
+}
+
+/// Email delivery and the email flows.
+#[derive(Clone)]
+pub struct MailConfig {
+    /// `smtps://user:pass@host:465`, `smtp://host:587?tls=required` (STARTTLS); `None`
+    /// writes messages to the outbox folder in the data directory.
+    pub smtp_url: Option<String>,
+    pub from: String,
+    /// Refuse login until the user's email is verified.
+    pub require_verification: bool,
+    pub reset_token_ttl: Duration,
+    pub verification_token_ttl: Duration,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "Gatehouse <no-reply@localhost>".into(),
+            require_verification: false,
+            reset_token_ttl: Duration::from_secs(30 * 60),
+            verification_token_ttl: Duration::from_secs(24 * HOUR),
+        }
+    }
+}
+
+impl fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The SMTP URL carries the mail server's password.
+        f.debug_struct("MailConfig")
+            .field(
+                "smtp_url",
+                &self.smtp_url.as_deref().map(crate::store::redact_url),
+            )
+            .field("from", &self.from)
+            .field("require_verification", &self.require_verification)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let minutes: u64 = parsed("PASSWORD_RESET_TOKEN_MINUTES", 30)?;
+        let hours: u64 = parsed("EMAIL_VERIFICATION_TOKEN_HOURS", 24)?;
+        if minutes == 0 || hours == 0 {
+            bail!(
+                "PASSWORD_RESET_TOKEN_MINUTES and EMAIL_VERIFICATION_TOKEN_HOURS must be at least 1"
+            );
+        }
+        Ok(Self {
+            smtp_url: var("SMTP_URL"),
+            from: var("MAIL_FROM").unwrap_or(d.from),
+            require_verification: parsed("REQUIRE_EMAIL_VERIFICATION", false)?,
+            reset_token_ttl: Duration::from_secs(minutes * 60),
+            verification_token_ttl: Duration::from_secs(hours * HOUR),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
@@ -189,6 +408,9 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     pub production: bool,
     pub jwt: JwtConfig,
+    /// Rate limits, login throttling, password policy, trusted proxies.
+    pub abuse: AbuseProtection,
+    pub mail: MailConfig,
 }
 
 /// Reads a variable; an empty value counts as unset.
@@ -276,6 +498,8 @@ impl Config {
             db_acquire_timeout: Duration::from_secs(parsed("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),
             production,
             jwt: JwtConfig::from_env()?,
+            abuse: AbuseProtection::from_env()?,
+            mail: MailConfig::from_env()?,
         })
     }
 
@@ -358,6 +582,20 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn rate_limits_and_networks_parse() {
+        assert_eq!(
+            RateLimit::parse("10/minute").unwrap(),
+            RateLimit::per_minute(10)
+        );
+        assert_eq!(RateLimit::parse(" 5 / h").unwrap(), RateLimit::per_hour(5));
+        assert!(RateLimit::parse("0/minute").is_err());
+        assert!(RateLimit::parse("ten").is_err());
+        assert!(parse_network("10.0.0.0/8").is_ok());
+        assert!(parse_network("::1").is_ok());
+        assert!(parse_network("proxy.local").is_err());
     }
 
     #[test]

@@ -69,8 +69,29 @@ pub enum Error {
     PayloadTooLarge,
     #[error("service unavailable")]
     Unavailable,
+    /// A rate limit or the login slow-down refused the request (429, with `Retry-After` when
+    /// waiting helps).
+    #[error("too many requests: {detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after: Option<u64>,
+    },
+    /// Every password-hashing slot stayed busy for longer than a request may wait (503).
+    #[error("overloaded")]
+    Overloaded,
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Error {
+    /// Internal, unless the cause is a full hashing queue, which is a 503 the client can retry.
+    fn from(err: anyhow::Error) -> Self {
+        if err.is::<crate::auth::HasherBusy>() {
+            Self::Overloaded
+        } else {
+            Self::Internal(err)
+        }
+    }
 }
 
 impl Error {
@@ -89,7 +110,8 @@ impl Error {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +135,8 @@ impl Error {
             Self::MethodNotAllowed => "Method Not Allowed".into(),
             Self::PayloadTooLarge => "Request body too large".into(),
             Self::Unavailable => "Service unavailable".into(),
+            Self::TooManyRequests { detail, .. } => detail.clone(),
+            Self::Overloaded => "Too many logins in progress; try again in a moment".into(),
             Self::Internal(_) => "Internal server error".into(),
         }
     }
@@ -152,6 +176,15 @@ impl IntoResponse for Error {
             }
             Self::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::Overloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            }
+            Self::TooManyRequests {
+                retry_after: Some(seconds),
+                ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             _ => {}
         }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::email::Mailer;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::store::{self, ConnectOptions};
@@ -38,7 +39,8 @@ impl Server {
             acquire_timeout: config.db_acquire_timeout,
         })
         .await?;
-        let hasher = PasswordHasher::new(config.hash_params)?;
+        let hasher =
+            PasswordHasher::new(config.hash_params)?.with_max_wait(config.abuse.hash_max_wait);
         let tokens = Arc::new(TokenKeys::from_config(
             &config.secret_key,
             &config.jwt,
@@ -52,6 +54,11 @@ impl Server {
         if config.public_url.port() == Some(0) {
             let _ = config.public_url.set_port(Some(bound.port()));
         }
+        let mailer = Mailer::new(
+            config.mail.smtp_url.as_deref(),
+            &config.mail.from,
+            config.data_dir.join("outbox"),
+        )?;
         let state = AppState {
             store,
             hasher,
@@ -59,6 +66,8 @@ impl Server {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             clock,
+            limiter: Arc::new(http::rate_limit::RateLimiter::new()),
+            mailer,
         };
         Ok(Self { listener, state })
     }

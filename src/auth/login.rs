@@ -1,21 +1,45 @@
 //! Checking a username and password, shared by the API (`POST /token`) and the login page.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use super::{PasswordHasher, Verification};
-use crate::domain::{Password, Username};
+use super::{PasswordHasher, Verification, throttle};
+use crate::config::LoginThrottle;
+use crate::domain::{Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{AuthFailure, Error, Result};
 use crate::store::{Store, User};
 
 /// Returns the user when the password is right and the account active.
 ///
-/// Unknown users are checked against a dummy hash, so the answer takes as long as for a
-/// known user. Legacy (bcrypt) or outdated hashes are replaced after a successful check.
+/// An account slowed down by failed logins is refused before any check (`throttle`). Unknown
+/// users are checked against a dummy hash and counted like known ones, so the answer and its
+/// time are the same whether or not the account exists. Legacy (bcrypt) or outdated hashes
+/// are replaced after a successful check.
 pub async fn authenticate(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    policy: &LoginThrottle,
+    now: DateTime<Utc>,
+    username: &str,
+    password: String,
+) -> Result<User> {
+    throttle::check(store, policy, username, now).await?;
+    let outcome = check_credentials(store, hasher, username, password, now).await;
+    match &outcome {
+        Err(Error::Unauthorized(AuthFailure::BadCredentials)) => {
+            throttle::record_failure(store, username, now).await?;
+        }
+        Ok(_) => throttle::clear(store, username).await?,
+        Err(_) => {}
+    }
+    outcome
+}
+
+async fn check_credentials(
     store: &dyn Store,
     hasher: &PasswordHasher,
     username: &str,
     password: String,
+    now: DateTime<Utc>,
 ) -> Result<User> {
     let credentials = store.credentials_by_key(&Username::fold(username)).await?;
     let Some(attempt) = Password::attempt(password) else {
@@ -37,7 +61,7 @@ pub async fn authenticate(
         Verification::MatchNeedsRehash => {
             let upgraded = hasher.hash(&attempt).await?;
             store
-                .set_password_hash(credentials.user.id, &upgraded, Utc::now())
+                .set_password_hash(credentials.user.id, &upgraded, now)
                 .await?;
             tracing::info!(
                 user_id = credentials.user.id,
@@ -50,16 +74,25 @@ pub async fn authenticate(
 
 /// Changes a signed-in user's password after checking the current one, and ends every other
 /// session of theirs (a thief holding one is out at once). `keep` is the caller's session.
+/// The new password must pass `policy` for this user; the login slow-down is cleared.
+#[allow(clippy::too_many_arguments)]
 pub async fn change_password(
     store: &dyn Store,
     hasher: &PasswordHasher,
+    policy: &PasswordPolicy,
     user: &User,
     current: String,
     new: String,
     keep: Option<i64>,
-    now: chrono::DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<u64> {
-    let new = Password::new(new).map_err(|msg| Error::validation("new_password", msg))?;
+    let context = PasswordContext {
+        username: &user.username,
+        email: user.email.as_deref(),
+    };
+    let new = policy
+        .check(new, context)
+        .map_err(|msg| Error::validation("new_password", msg))?;
     let credentials = store
         .credentials_by_key(&Username::fold(&user.username))
         .await?
@@ -76,6 +109,7 @@ pub async fn change_password(
     let hash = hasher.hash(&new).await?;
     store.set_password_hash(user.id, &hash, now).await?;
     let ended = store.delete_other_sessions(user.id, keep).await?;
+    throttle::clear(store, &user.username).await?;
     tracing::info!(
         user_id = user.id,
         ended,

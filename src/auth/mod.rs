@@ -3,9 +3,11 @@
 pub mod keys;
 pub mod login;
 pub mod password;
+pub mod recovery;
 pub mod session;
 pub mod sessions;
+pub mod throttle;
 pub mod token;
 
-pub use password::{PasswordHasher, Verification};
+pub use password::{HasherBusy, PasswordHasher, Verification};
 pub use token::{AccessClaims, TokenKeys};

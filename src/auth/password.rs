@@ -3,10 +3,13 @@
 //!
 //! Hashing is CPU-bound and slow on purpose, so it runs on the blocking pool behind a
 //! semaphore with one permit per core: a flood of logins queues there instead of starving
-//! the async workers that serve every other request.
+//! the async workers that serve every other request. The queue is bounded in time and length:
+//! a request that would wait longer than `max_wait` gets `HasherBusy` (a 503 with
+//! `Retry-After`), so a login flood cannot pile up memory and latency for everyone else.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use argon2::password_hash::phc::PasswordHash;
@@ -16,6 +19,14 @@ use tokio::sync::Semaphore;
 
 use crate::config::HashParams;
 use crate::domain::Password;
+
+/// At most this many requests per slot queue for one; more are refused at once.
+const QUEUE_PER_SLOT: usize = 64;
+
+/// Every hashing slot stayed busy for longer than a request may wait: try again shortly.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("all password hashing slots are busy")]
+pub struct HasherBusy;
 
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +44,10 @@ pub struct PasswordHasher {
     slot_count: usize,
     /// Hashes queued for a slot, for `/metrics`.
     waiting: Arc<AtomicUsize>,
+    /// How long a request may wait for a slot.
+    max_wait: Duration,
+    /// Password checks run so far (real and dummy alike).
+    verifications: Arc<AtomicU64>,
     /// A real hash of a random password: unknown users are verified against it so a login
     /// takes the same time whether or not the account exists.
     dummy_hash: Arc<str>,
@@ -55,8 +70,16 @@ impl PasswordHasher {
             slots: Arc::new(Semaphore::new(slots)),
             slot_count: slots,
             waiting: Arc::new(AtomicUsize::new(0)),
+            max_wait: Duration::from_secs(2),
+            verifications: Arc::new(AtomicU64::new(0)),
             dummy_hash: dummy_hash.into(),
         })
+    }
+
+    /// How long a request may wait for a hashing slot before `HasherBusy`.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
     }
 
     /// Hashes a new password as a PHC string (`$argon2id$v=19$m=...`).
@@ -77,6 +100,7 @@ impl PasswordHasher {
         let stored = stored.unwrap_or(&self.dummy_hash).to_string();
         let params = self.params.clone();
         let password = password.clone();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let outcome = self
             .run_bounded(move || verify_now(&params, password.expose(), &stored))
             .await?;
@@ -98,6 +122,11 @@ impl PasswordHasher {
             .saturating_sub(self.slots.available_permits())
     }
 
+    /// How many password checks have run, for a known user or against the dummy hash.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
     /// How many hashes are waiting for a slot.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
@@ -109,8 +138,14 @@ impl PasswordHasher {
     ) -> anyhow::Result<T> {
         let permit = {
             // Counted down on drop, so a request cancelled while queued leaves the queue.
-            let _queued = WaitingGuard::enter(&self.waiting);
-            self.slots.acquire().await.context("hasher closed")?
+            let queued = WaitingGuard::enter(&self.waiting);
+            if queued.0.load(Ordering::Relaxed) > self.slot_count * QUEUE_PER_SLOT {
+                return Err(HasherBusy.into());
+            }
+            match tokio::time::timeout(self.max_wait, self.slots.acquire()).await {
+                Ok(permit) => permit.context("hasher closed")?,
+                Err(_) => return Err(HasherBusy.into()),
+            }
         };
         let _permit = permit;
         tokio::task::spawn_blocking(work)
@@ -244,6 +279,21 @@ mod tests {
             hasher.verify(&pw("Password"), Some(&stored)).await.unwrap(),
             Verification::Mismatch
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_would_wait_too_long_is_refused_as_busy() {
+        let hasher = PasswordHasher::new(cheap())
+            .unwrap()
+            .with_max_wait(Duration::from_millis(20));
+        let all = u32::try_from(hasher.slots()).unwrap();
+        let held = hasher.slots.clone().acquire_many_owned(all).await.unwrap();
+        let err = hasher.verify(&pw("whatever1"), None).await.unwrap_err();
+        assert!(err.is::<HasherBusy>(), "{err:?}");
+        assert_eq!(hasher.waiting(), 0, "the refused request left the queue");
+        drop(held);
+        assert!(hasher.verify(&pw("whatever1"), None).await.is_ok());
+        assert_eq!(hasher.verifications(), 2);
     }
 
     #[tokio::test]

@@ -1,12 +1,17 @@
 //! Validated values. Once a `Username` or a `Password` exists, it obeys the rules; handlers
 //! and the store never re-check them.
 
+mod common_passwords;
 mod email;
 mod note;
 mod password;
 mod username;
 
+pub use common_passwords::is_common as is_common_password;
 pub use email::Email;
 pub use note::NoteText;
-pub use password::Password;
+pub use password::{
+    MAX_CHARS as PASSWORD_MAX_CHARS, MIN_CHARS as PASSWORD_MIN_CHARS, Password, PasswordContext,
+    PasswordPolicy,
+};
 pub use username::Username;

@@ -87,6 +87,6 @@ impl IntoResponses for Unavailable {
 }
 
 fn unavailable() -> ResponseBuilder {
-    detail("The database is unavailable; retry later")
+    detail("The database is unavailable, or every password-hashing slot is busy; retry later")
         .header("Retry-After", header("Seconds to wait before retrying"))
 }

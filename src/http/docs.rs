@@ -40,6 +40,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "users", description = "The signed-in user"),
         (name = "notes", description = "The signed-in user's notes"),
         (name = "operations", description = "Probes and metrics"),
+        (name = "admin", description = "Administration, for superusers"),
     )
 )]
 struct ApiDoc;
@@ -81,7 +82,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(super::token::router())
         .merge(super::jwks::router())
         .merge(super::sessions::router())
+        .merge(super::recovery::router())
+        .merge(super::events::router())
         .merge(super::notes::router())
+        .merge(super::admin::router())
         .merge(super::health::router())
         .merge(super::metrics::router())
 }

@@ -157,6 +157,25 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// The signed-in, active superuser of a bearer-token request; anyone else signed in gets a
+/// 403 `{"detail": "Not enough permissions"}`.
+pub struct AdminUser(pub User);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        if !user.is_superuser {
+            return Err(Error::Forbidden("Not enough permissions".into()));
+        }
+        Ok(Self(user))
+    }
+}
+
 /// The caller of a bearer-token request, with the session its token belongs to (`None` for
 /// tokens minted by the tutorial's backend, which name no session).
 pub struct BearerSession {

@@ -1,8 +1,10 @@
 //! The HTTP surface. Each area has its own file and `router()`; `app` merges them and adds
 //! the layers every response goes through.
 
+mod admin;
 mod doc_responses;
 pub mod docs;
+mod events;
 mod extract;
 mod form;
 mod health;
@@ -10,7 +12,10 @@ mod jwks;
 mod metrics;
 mod notes;
 mod pages;
+pub mod rate_limit;
+mod recovery;
 mod request_log;
+mod security_headers;
 mod session;
 mod sessions;
 mod token;
@@ -26,9 +31,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 pub use extract::{ApiJson, AuthUser, BearerSession};
 
+use crate::auth::recovery::Outbound;
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::email::Mailer;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -45,12 +52,29 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// Per client address rate limits (`rate_limit`).
+    pub limiter: Arc<rate_limit::RateLimiter>,
+    pub mailer: Mailer,
+}
+
+impl AppState {
+    /// What the email flows need to send links.
+    pub fn outbound(&self) -> Outbound<'_> {
+        Outbound {
+            mailer: &self.mailer,
+            public_url: &self.config.public_url,
+            mail: &self.config.mail,
+        }
+    }
 }
 
 /// The whole service as a `Router`, separate from serving so tests can drive it.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let cors = cors_layer(&state.config.cors_origins);
+    let headers = security_headers::SecurityHeaders {
+        https: state.config.is_https(),
+    };
     Router::new()
         // The JSON API and its documentation (`/openapi.json`, `/docs`), from one list.
         .merge(docs::router())
@@ -65,6 +89,10 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            headers,
+            security_headers::add,
+        ))
         .layer(request_log::layer())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -1,10 +1,9 @@
 //! Browser sessions over cookies: naming, setting and clearing the cookie, and reading the
 //! signed-in user from it.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
@@ -84,20 +83,19 @@ impl FromRequestParts<AppState> for MaybeSignedIn {
     }
 }
 
-/// Who is asking, for the session list and the audit trail: address and browser.
+/// Who is asking, for the session list and the audit trail: address (behind a trusted
+/// proxy, the client's as `X-Forwarded-For` gives it) and browser.
 pub struct ClientInfo(pub ClientMeta);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _: &S,
+        state: &AppState,
     ) -> std::result::Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let ip = super::rate_limit::client_ip(parts, &state.config.abuse.trusted_proxies)
+            .map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -13,7 +13,9 @@ use utoipa_axum::routes;
 use super::doc_responses::{BearerErrors, BodyErrors};
 use super::docs::ErrorBody;
 use super::extract::path_id;
+use super::session::ClientInfo;
 use super::{ApiJson, AppState, BearerSession};
+use crate::audit::{self, EventKind};
 use crate::auth::login::change_password;
 use crate::error::{Error, Result};
 use crate::store::Session;
@@ -64,10 +66,22 @@ impl SessionOut {
     security(("OAuth2PasswordBearer" = [])),
     responses((status = 204, description = "Logged out"), BearerErrors)
 )]
-async fn logout(State(state): State<AppState>, caller: BearerSession) -> Result<StatusCode> {
+async fn logout(
+    State(state): State<AppState>,
+    caller: BearerSession,
+    ClientInfo(client): ClientInfo,
+) -> Result<StatusCode> {
     match caller.session_id {
         Some(id) => {
             state.store.delete_session(caller.user.id, id).await?;
+            audit::record_detail(
+                &state,
+                EventKind::Logout,
+                Some(caller.user.id),
+                &client,
+                "api",
+            )
+            .await;
             tracing::info!(user_id = caller.user.id, session_id = id, "logged out");
             Ok(StatusCode::NO_CONTENT)
         }
@@ -118,11 +132,21 @@ struct Ended {
 async fn end_other_sessions(
     State(state): State<AppState>,
     caller: BearerSession,
+    ClientInfo(client): ClientInfo,
 ) -> Result<Json<Ended>> {
     let ended = state
         .store
         .delete_other_sessions(caller.user.id, caller.session_id)
         .await?;
+    let detail = format!("{ended} other sessions");
+    audit::record_detail(
+        &state,
+        EventKind::SessionEnded,
+        Some(caller.user.id),
+        &client,
+        detail,
+    )
+    .await;
     Ok(Json(Ended { ended }))
 }
 
@@ -143,13 +167,20 @@ async fn end_other_sessions(
 async fn end_session(
     State(state): State<AppState>,
     caller: BearerSession,
+    ClientInfo(client): ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    if state
-        .store
-        .delete_session(caller.user.id, path_id(&id)?)
-        .await?
-    {
+    let id = path_id(&id)?;
+    if state.store.delete_session(caller.user.id, id).await? {
+        let detail = format!("session {id}");
+        audit::record_detail(
+            &state,
+            EventKind::SessionEnded,
+            Some(caller.user.id),
+            &client,
+            detail,
+        )
+        .await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound)
@@ -160,7 +191,8 @@ async fn end_session(
 struct PasswordChange {
     #[schema(format = Password)]
     current_password: String,
-    /// 8 to 128 characters of any kind.
+    /// 8 (or the configured minimum) to 128 characters of any kind; not a common password,
+    /// and containing neither the username nor the email address.
     #[schema(min_length = 8, max_length = 128, format = Password)]
     new_password: String,
 }
@@ -182,6 +214,7 @@ struct PasswordChange {
 async fn set_password(
     State(state): State<AppState>,
     caller: BearerSession,
+    ClientInfo(client): ClientInfo,
     ApiJson(change): ApiJson<PasswordChange>,
 ) -> Result<Json<Ended>> {
     let store = state.store.as_ref();
@@ -189,6 +222,7 @@ async fn set_password(
     let ended = change_password(
         store,
         &state.hasher,
+        &state.config.abuse.password_policy,
         &caller.user,
         change.current_password,
         change.new_password,
@@ -196,5 +230,13 @@ async fn set_password(
         now,
     )
     .await?;
+    audit::record_detail(
+        &state,
+        EventKind::PasswordChanged,
+        Some(caller.user.id),
+        &client,
+        "api",
+    )
+    .await;
     Ok(Json(Ended { ended }))
 }

@@ -14,8 +14,11 @@ use super::AppState;
 use super::doc_responses::{BodyErrors, Unavailable};
 use super::docs::ErrorBody;
 use super::form::AnyForm;
+use super::rate_limit::{Login, PerIp};
 use super::session::ClientInfo;
+use crate::audit;
 use crate::auth::login::authenticate;
+use crate::auth::recovery::ensure_verified;
 use crate::auth::sessions::{refresh, start_api_session};
 use crate::error::{AuthFailure, Error, FieldError, Result};
 use crate::metrics::LoginOutcome;
@@ -87,6 +90,10 @@ struct TokenResponse {
          body = ErrorBody),
         (status = 401, description = "Incorrect username or password", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Too many requests from this address, or too many failed \
+         logins for this account", body = ErrorBody,
+         headers(("Retry-After" = String, description = "Seconds to wait (absent when only a \
+         password reset helps)"))),
         BodyErrors,
         Unavailable,
     )
@@ -94,6 +101,7 @@ struct TokenResponse {
 async fn issue_token(
     State(state): State<AppState>,
     client: ClientInfo,
+    _: PerIp<Login>,
     AnyForm(request): AnyForm<TokenRequest>,
 ) -> Result<Response> {
     let now = state.clock.now();
@@ -134,11 +142,15 @@ async fn password_grant(
 ) -> Result<(i64, User, String)> {
     let username = request.username.ok_or_else(|| missing("username"))?;
     let password = request.password.ok_or_else(|| missing("password"))?;
-    let outcome = authenticate(state.store.as_ref(), &state.hasher, &username, password).await;
+    let throttle = &state.config.abuse.login_throttle;
+    let store = state.store.as_ref();
+    let outcome = authenticate(store, &state.hasher, throttle, now, &username, password).await;
     if let Some(login) = login_outcome(&outcome) {
         state.metrics.count_login(login);
     }
+    audit::login_attempt(state, &username, &outcome, &client, "api").await;
     let user = outcome?;
+    ensure_verified(&state.config.mail, &user)?;
     let (session, refresh_token) = start_api_session(
         state.store.as_ref(),
         &state.config.sessions,

@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -10,8 +9,12 @@ use utoipa_axum::routes;
 
 use super::doc_responses::{BearerErrors, BodyErrors, Unavailable};
 use super::docs::{ErrorBody, also_at};
+use super::rate_limit::{PerIp, Signup};
+use super::session::ClientInfo;
 use super::{ApiJson, AppState, AuthUser};
-use crate::domain::{Email, Password, Username};
+use crate::audit::{self, EventKind};
+use crate::auth::recovery::send_verification;
+use crate::domain::{Email, Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{NewUser, StoreError, User};
 
@@ -34,7 +37,8 @@ pub struct SignUpRequest {
     /// 3 to 64 letters, digits, `.`, `_` or `-`; unique regardless of case.
     #[schema(min_length = 3, max_length = 64)]
     pub username: String,
-    /// 8 to 128 characters of any kind.
+    /// 8 (or the configured minimum) to 128 characters of any kind; not one of the 100,000
+    /// most common passwords, and containing neither the username nor the email address.
     #[schema(min_length = 8, max_length = 128, format = Password)]
     pub password: String,
     #[serde(default)]
@@ -50,6 +54,8 @@ pub struct UserResponse {
     pub id: i64,
     pub username: String,
     pub email: Option<String>,
+    /// Whether `email` has been confirmed through a link sent to it.
+    pub email_verified: bool,
     pub full_name: Option<String>,
     pub disabled: bool,
 }
@@ -60,6 +66,7 @@ impl From<User> for UserResponse {
             id: user.id,
             username: user.username,
             email: user.email,
+            email_verified: user.email_verified,
             full_name: user.full_name,
             disabled: user.disabled,
         }
@@ -75,8 +82,8 @@ pub struct SignUp {
 }
 
 impl SignUpRequest {
-    /// Checks every field and reports all problems at once.
-    pub fn validate(self) -> Result<SignUp> {
+    /// Checks every field (the password against `policy`) and reports all problems at once.
+    pub fn validate(self, policy: &PasswordPolicy) -> Result<SignUp> {
         let mut errors = Vec::new();
         let mut check = |field: &str, outcome: std::result::Result<(), String>| {
             if let Err(msg) = outcome {
@@ -88,7 +95,11 @@ impl SignUpRequest {
             "username",
             username.as_ref().map(drop).map_err(Clone::clone),
         );
-        let password = Password::new(self.password);
+        let context = PasswordContext {
+            username: &self.username,
+            email: self.email.as_deref(),
+        };
+        let password = policy.check(self.password, context);
         check(
             "password",
             password.as_ref().map(drop).map_err(Clone::clone),
@@ -124,8 +135,13 @@ impl SignUpRequest {
     }
 }
 
-/// Hashes the password and stores the user; a taken username is a 409.
+/// Hashes the password and stores the user; a taken username is a 409. A given email
+/// address gets a confirmation link.
 pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
+    if state.config.mail.require_verification && sign_up.email.is_none() {
+        return Err(Error::validation("email", "An email address is required"));
+    }
+    let now = state.clock.now();
     let hashed_password = state.hasher.hash(&sign_up.password).await?;
     let new_user = NewUser {
         username: sign_up.username,
@@ -133,14 +149,18 @@ pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
         full_name: sign_up.full_name,
         hashed_password,
     };
-    state
+    let user = state
         .store
-        .create_user(new_user, Utc::now())
+        .create_user(new_user, now)
         .await
         .map_err(|err| match err {
             StoreError::Conflict(_) => Error::Conflict("Username already registered".into()),
             other => other.into(),
-        })
+        })?;
+    if let Some(email) = &user.email {
+        send_verification(state.store.as_ref(), &state.outbound(), &user, email, now).await?;
+    }
+    Ok(user)
 }
 
 /// Signs up: the tutorial's `POST /users/`.
@@ -153,15 +173,21 @@ pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
         (status = 200, description = "The new user", body = UserResponse),
         (status = 409, description = "Username already registered", body = ErrorBody),
         BodyErrors,
+        (status = 429, description = "Too many sign-ups from this address", body = ErrorBody,
+         headers(("Retry-After" = String, description = "Seconds to wait"))),
         Unavailable,
     )
 )]
 async fn sign_up(
     State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
+    _: PerIp<Signup>,
     ApiJson(request): ApiJson<SignUpRequest>,
 ) -> Result<Json<UserResponse>> {
-    let user = register(&state, request.validate()?).await?;
+    let policy = &state.config.abuse.password_policy;
+    let user = register(&state, request.validate(policy)?).await?;
     tracing::info!(user_id = user.id, "user signed up");
+    audit::record_detail(&state, EventKind::Signup, Some(user.id), &client, "api").await;
     Ok(Json(user.into()))
 }
 

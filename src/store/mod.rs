@@ -7,6 +7,7 @@ mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod tutorial;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,18 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The whole store: the areas below, plus what concerns the database itself.
 #[async_trait]
-pub trait Store: UserStore + NoteStore + SessionStore + EventStore + Send + Sync + 'static {
+pub trait Store:
+    UserStore
+    + NoteStore
+    + SessionStore
+    + EventStore
+    + ProfileStore
+    + AdminStore
+    + ThrottleStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Answers when the database answers (for readiness checks).
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool at shutdown: waits for connections in use to come back, then closes all.
@@ -123,11 +135,108 @@ pub trait SessionStore {
     ) -> StoreResult<Rotation>;
 }
 
+/// The user's profile (email address, name) and the single-use links sent by email
+/// (password reset, email verification) that prove an address.
+#[async_trait]
+pub trait ProfileStore {
+    async fn user_by_id(&self, user_id: i64) -> StoreResult<Option<User>>;
+    /// Users whose address is `email` (compared case-insensitively).
+    async fn users_by_email(&self, email: &str) -> StoreResult<Vec<User>>;
+    /// Stores a new token; older unused tokens of the same purpose for the user stop working.
+    async fn create_email_token(&self, token: NewEmailToken) -> StoreResult<()>;
+    /// Uses a token once: `None` if unknown, used, superseded or expired.
+    async fn consume_email_token(
+        &self,
+        token_hash: &str,
+        purpose: EmailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsumedEmailToken>>;
+    /// Sets the user's address and whether it is verified.
+    async fn set_email(
+        &self,
+        user_id: i64,
+        email: &str,
+        verified: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn set_full_name(
+        &self,
+        user_id: i64,
+        full_name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+}
+
+/// What administrators (the console, the `/admin/` API, the command line) and
+/// `gatehouse import` need beyond the other areas.
+#[async_trait]
+pub trait AdminStore {
+    /// One page of the users whose name, email or full name contains `query` (ignoring case),
+    /// by id; and how many match in all.
+    async fn search_users(&self, query: &str, limit: i64, offset: i64) -> StoreResult<UserPage>;
+    /// Grants or withdraws superuser rights; whether the user exists.
+    async fn set_superuser(
+        &self,
+        user_id: i64,
+        is_superuser: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Deletes a user with their notes, sessions and tokens; events keep their rows with the
+    /// user cleared. Whether the user existed.
+    async fn delete_user(&self, user_id: i64) -> StoreResult<bool>;
+    /// Creates a user from row `source_id` of the tutorial's `users`, unless an earlier run did.
+    async fn import_user(
+        &self,
+        source_id: i64,
+        user: NewUser,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ImportOutcome>;
+    /// Creates a note from row `source_id` of the tutorial's `notes`, unless an earlier run did.
+    async fn import_note(
+        &self,
+        source_id: i64,
+        owner_id: i64,
+        text: &NoteText,
+        completed: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ImportOutcome>;
+}
+
+/// A `LIKE` pattern matching values that contain `query` (case-folded), wildcards escaped.
+pub(crate) fn contains_pattern(query: &str) -> String {
+    let folded = crate::domain::Username::fold(query.trim());
+    let mut pattern = String::with_capacity(folded.len() + 2);
+    pattern.push('%');
+    for c in folded.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 #[async_trait]
 pub trait EventStore {
     async fn record_event(&self, event: NewEvent) -> StoreResult<()>;
     /// A user's most recent events, newest first.
     async fn recent_events(&self, user_id: i64, limit: i64) -> StoreResult<Vec<Event>>;
+}
+
+/// Consecutive failed logins per typed account name (a SHA-256 hex of the folded name), kept
+/// in the database so the slow-down holds across restarts and instances.
+#[async_trait]
+pub trait ThrottleStore {
+    async fn login_failures(&self, name_hash: &str) -> StoreResult<Option<LoginFailures>>;
+    /// Counts one more failure, atomically; returns the new count.
+    async fn add_login_failure(
+        &self,
+        name_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<LoginFailures>;
+    /// Forgets the failures (a successful login, a password change or reset).
+    async fn clear_login_failures(&self, name_hash: &str) -> StoreResult<()>;
 }
 
 /// Connection settings shared by both backends.

@@ -10,8 +10,12 @@ pub struct User {
     pub id: i64,
     pub username: String,
     pub email: Option<String>,
+    /// Whether `email` has been proven by a link sent to it.
+    pub email_verified: bool,
     pub full_name: Option<String>,
     pub disabled: bool,
+    /// May use the admin console and the `/admin/` API.
+    pub is_superuser: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -100,8 +104,10 @@ pub(super) struct SessionUserRow {
     session: Session,
     username: String,
     email: Option<String>,
+    email_verified: bool,
     full_name: Option<String>,
     disabled: bool,
+    is_superuser: bool,
     user_created_at: DateTime<Utc>,
 }
 
@@ -111,8 +117,10 @@ impl SessionUserRow {
             id: self.session.user_id,
             username: self.username,
             email: self.email,
+            email_verified: self.email_verified,
             full_name: self.full_name,
             disabled: self.disabled,
+            is_superuser: self.is_superuser,
             created_at: self.user_created_at,
         };
         (self.session, user)
@@ -143,6 +151,13 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
 }
 
+/// Consecutive failed logins for one typed account name (see `ThrottleStore`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct LoginFailures {
+    pub failures: i32,
+    pub last_failure_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub kind: &'static str,
@@ -152,4 +167,57 @@ pub struct NewEvent {
     pub user_agent: Option<String>,
     pub detail: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// What an email token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTokenPurpose {
+    PasswordReset,
+    VerifyEmail,
+}
+
+impl EmailTokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+            Self::VerifyEmail => "verify_email",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEmailToken {
+    pub user_id: i64,
+    pub purpose: EmailTokenPurpose,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// For verification: the address the link proves.
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A token that has just been used.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConsumedEmailToken {
+    pub user_id: i64,
+    pub email: Option<String>,
+}
+
+/// One page of a user search, and how many users match in all.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub total: i64,
+}
+
+/// What became of one row of the tutorial's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Created, with this local id.
+    Imported(i64),
+    /// An earlier run imported it.
+    AlreadyImported,
+    /// A local user already has that name (compared ignoring case).
+    Conflict,
 }

@@ -61,7 +61,7 @@ async fn oversized_bodies_are_413(backend: Backend) {
     let response = app
         .post_json(
             "/users/",
-            &json!({"username": "big", "password": "password", "full_name": padding}),
+            &json!({"username": "big", "password": "long enough phrase", "full_name": padding}),
         )
         .await;
     assert_detail(

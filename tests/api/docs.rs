@@ -176,7 +176,7 @@ async fn swagger_ui_is_served_from_the_binary() {
 #[tokio::test]
 async fn swagger_ui_authorize_form_gets_a_token() {
     let app = spawn_app(Backend::Sqlite).await;
-    app.signup("swagger", "password123").await;
+    app.signup("swagger", "open api phrase 9").await;
     let response = app
         .client
         .post(app.url("/token"))
@@ -184,7 +184,7 @@ async fn swagger_ui_authorize_form_gets_a_token() {
         .form(&[
             ("grant_type", "password"),
             ("username", "swagger"),
-            ("password", "password123"),
+            ("password", "open api phrase 9"),
             ("scope", ""),
             ("client_id", "docs"),
             ("client_secret", "ignored"),

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gatehouse::clock::ManualClock;
-use gatehouse::config::{Config, HashParams, SecretKey, SessionLifetimes, default_public_url};
+use gatehouse::config::{
+    AbuseProtection, Config, HashParams, RateLimit, RateLimits, SecretKey, SessionLifetimes,
+    default_public_url,
+};
 use gatehouse::http::AppState;
 use gatehouse::server::Server;
 use reqwest::{Response, StatusCode};
@@ -80,6 +83,16 @@ pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
         db_acquire_timeout: Duration::from_secs(2),
         production: false,
         jwt: Default::default(),
+        // Generous per-address limits: every test client is 127.0.0.1. The abuse tests tighten them.
+        abuse: AbuseProtection {
+            rate_limits: RateLimits {
+                login: RateLimit::per_minute(10_000),
+                signup: RateLimit::per_minute(10_000),
+                password_reset: RateLimit::per_minute(10_000),
+            },
+            ..AbuseProtection::default()
+        },
+        mail: Default::default(),
     }
 }
 

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use crate::process::Process;
 
-const PASSWORD: &str = "never-logged-password-1";
-const WRONG_PASSWORD: &str = "never-logged-wrong-password-2";
+const PASSWORD: &str = "never-written-password-1";
+const WRONG_PASSWORD: &str = "never-written-wrong-password-2";
 const COOKIE: &str = "session=never-logged-cookie-value-3";
 
 /// Drives a whole flow and returns the token it used.

@@ -29,7 +29,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 async fn metrics_count_requests_logins_and_slots(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = app.signup_and_login("alice").await;
-    app.signup("bob", "password-of-bob").await;
+    app.signup("bob", "violet harbor nine").await;
     assert_eq!(
         app.login("alice", "wrong password").await.status(),
         StatusCode::UNAUTHORIZED
@@ -40,7 +40,7 @@ async fn metrics_count_requests_logins_and_slots(backend: Backend) {
     )
     .await;
     assert_eq!(
-        app.login("bob", "password-of-bob").await.status(),
+        app.login("bob", "violet harbor nine").await.status(),
         StatusCode::BAD_REQUEST
     );
     for id in ["41", "42"] {

@@ -34,7 +34,7 @@ async fn postgres_outage_is_503_and_recovers() {
     let headers = assert_detail(down, StatusCode::SERVICE_UNAVAILABLE, "Service unavailable").await;
     assert!(headers.contains_key("retry-after"));
     assert_eq!(
-        app.signup("bob", "password").await.status(),
+        app.signup("bob", "violet harbor nine").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();

@@ -16,14 +16,14 @@ async fn signup_returns_the_user_without_any_hash(backend: Backend) {
     let response = app
         .post_json(
             "/users/",
-            &json!({"username": "foo", "password": "password", "email": "foo@example.com", "full_name": "Foo Bar"}),
+            &json!({"username": "foo", "password": "long enough phrase", "email": "foo@example.com", "full_name": "Foo Bar"}),
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = app.documented_json("POST", "/users/", response).await;
     assert_eq!(
         body,
-        json!({"id": body["id"], "username": "foo", "email": "foo@example.com", "full_name": "Foo Bar", "disabled": false})
+        json!({"id": body["id"], "username": "foo", "email": "foo@example.com", "email_verified": false, "full_name": "Foo Bar", "disabled": false})
     );
     assert!(body["id"].as_i64().unwrap() > 0);
     let hash = app.stored_hash("foo").await;
@@ -36,11 +36,11 @@ async fn signup_returns_the_user_without_any_hash(backend: Backend) {
 async fn taken_username_is_a_409_whatever_the_case(backend: Backend) {
     let app = spawn_app(backend).await;
     assert_eq!(
-        app.signup("Alice", "password1").await.status(),
+        app.signup("Alice", "first good phrase").await.status(),
         StatusCode::OK
     );
     for variant in ["Alice", "alice", "ALICE", "ＡＬＩＣＥ"] {
-        let response = app.signup(variant, "password2").await;
+        let response = app.signup(variant, "second good phrase").await;
         assert_detail(
             response,
             StatusCode::CONFLICT,
@@ -54,7 +54,7 @@ async fn concurrent_signups_of_one_name_create_one_user(backend: Backend) {
     let app = spawn_app(backend).await;
     let attempts = (0..6).map(|i| {
         let name = if i % 2 == 0 { "racer" } else { "RACER" };
-        app.signup(name, "password123")
+        app.signup(name, "a fine passphrase")
     });
     let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
         .await
@@ -80,12 +80,12 @@ async fn invalid_fields_are_422_in_fastapi_shape(backend: Backend) {
     let app = spawn_app(backend).await;
     let cases = [
         (
-            json!({"username": "ab", "password": "password"}),
+            json!({"username": "ab", "password": "long enough phrase"}),
             "username",
             "value_error",
         ),
         (
-            json!({"username": "has space", "password": "password"}),
+            json!({"username": "has space", "password": "long enough phrase"}),
             "username",
             "value_error",
         ),
@@ -100,14 +100,18 @@ async fn invalid_fields_are_422_in_fastapi_shape(backend: Backend) {
             "value_error",
         ),
         (
-            json!({"username": "valid", "password": "password", "email": "nope"}),
+            json!({"username": "valid", "password": "long enough phrase", "email": "nope"}),
             "email",
             "value_error",
         ),
-        (json!({"password": "password"}), "username", "missing"),
+        (
+            json!({"password": "long enough phrase"}),
+            "username",
+            "missing",
+        ),
         (json!({"username": "valid"}), "password", "missing"),
         (
-            json!({"username": 42, "password": "password"}),
+            json!({"username": 42, "password": "long enough phrase"}),
             "username",
             "type_error",
         ),

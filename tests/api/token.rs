@@ -20,14 +20,14 @@ both_backends!(
 
 async fn login_with_a_urlencoded_form_returns_a_bearer_token(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.signup("foo", "password").await;
+    app.signup("foo", "sesame street lamp").await;
     let response = app
         .client
         .post(app.url("/token"))
         .form(&[
             ("grant_type", "password"),
             ("username", "foo"),
-            ("password", "password"),
+            ("password", "sesame street lamp"),
             ("scope", ""),
         ])
         .send()
@@ -45,10 +45,10 @@ async fn login_with_a_urlencoded_form_returns_a_bearer_token(backend: Backend) {
 
 async fn login_with_multipart_form_data_as_the_tutorial_page_sends_it(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.signup("foo", "password").await;
+    app.signup("foo", "sesame street lamp").await;
     let form = Form::new()
         .text("username", "foo")
-        .text("password", "password");
+        .text("password", "sesame street lamp");
     let response = app
         .client
         .post(app.url("/token"))
@@ -69,10 +69,10 @@ async fn login_with_multipart_form_data_as_the_tutorial_page_sends_it(backend: B
 
 async fn wrong_password_and_unknown_user_get_the_same_401(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.signup("foo", "password").await;
+    app.signup("foo", "sesame street lamp").await;
     for (user, password) in [
         ("foo", "wrong-password"),
-        ("nobody", "password"),
+        ("nobody", "sesame street lamp"),
         ("foo", ""),
     ] {
         let headers = assert_detail(
@@ -84,7 +84,10 @@ async fn wrong_password_and_unknown_user_get_the_same_401(backend: Backend) {
         assert_eq!(headers["www-authenticate"], "Bearer");
     }
     // The username is matched case-insensitively, the password exactly.
-    assert_eq!(app.login("FOO", "password").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login("FOO", "sesame street lamp").await.status(),
+        StatusCode::OK
+    );
     assert_eq!(
         app.login("foo", "PASSWORD").await.status(),
         StatusCode::UNAUTHORIZED
@@ -167,7 +170,7 @@ async fn login_form_errors_are_4xx(backend: Backend) {
     let as_json = app
         .post_json(
             "/token",
-            &serde_json::json!({"username": "foo", "password": "password"}),
+            &serde_json::json!({"username": "foo", "password": "sesame street lamp"}),
         )
         .await;
     assert_eq!(as_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -178,7 +181,7 @@ async fn login_form_errors_are_4xx(backend: Backend) {
         .form(&[
             ("grant_type", "client_credentials"),
             ("username", "foo"),
-            ("password", "password"),
+            ("password", "sesame street lamp"),
         ])
         .send()
         .await

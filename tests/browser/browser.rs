@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use thirtyfour::prelude::*;
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, TestApp};
 
 /// Chromium's switches: headless, and nothing that reaches out to the network on its own
 /// (on a closed network those connections are refused and slow every start).
@@ -35,10 +35,19 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 /// Runs one browser scenario against a fresh app; the browser is closed however it ends.
 /// Without Chromium the scenario is skipped, except in CI, where that is a failure.
 pub async fn run(backend: Backend, scenario: impl AsyncFnOnce(&Browser, &TestApp)) {
+    run_with(backend, |_| {}, scenario).await
+}
+
+/// Like `run`, with the app's configuration adjusted first (for example an SMTP server).
+pub async fn run_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut gatehouse::config::Config),
+    scenario: impl AsyncFnOnce(&Browser, &TestApp),
+) {
     let Some(tools) = Tools::find() else {
         return;
     };
-    let app = spawn_app(backend).await;
+    let app = crate::helpers::spawn_app_with(backend, adjust).await;
     let browser = Browser::start(&tools, &app.base).await;
     let outcome = AssertUnwindSafe(scenario(&browser, &app))
         .catch_unwind()

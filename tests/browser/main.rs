@@ -8,6 +8,9 @@ mod browser;
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)] // the API suite's helpers; these tests use a few of them
 mod helpers;
+#[path = "../api/mail.rs"]
+#[allow(dead_code)] // the API suite's SMTP sink; this binary uses part of it
+mod mail;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -330,4 +333,46 @@ fn is_true(value: &str) -> bool {
 fn now() -> i64 {
     let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     i64::try_from(since_epoch.as_secs()).unwrap()
+}
+
+/// The reset email's link, followed in the browser: a new password, and the old one gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_link_from_the_email_sets_a_new_password() {
+    let smtp = mail::SmtpSink::start();
+    let url = smtp.url.clone();
+    let adjust = move |config: &mut gatehouse::config::Config| config.mail.smtp_url = Some(url);
+    browser::run_with(helpers::Backend::Sqlite, adjust, async |browser, app| {
+        let body = serde_json::json!({"username": "alice", "password": PASSWORD, "email": "alice@example.com"});
+        assert_eq!(app.post_json("/users/", &body).await.status(), StatusCode::OK);
+        smtp.expect("alice@example.com", "Confirm").await;
+
+        browser.open("/login").await;
+        browser.click("a[href='/forgot-password']").await;
+        browser.fill("identifier", "alice@example.com").await;
+        browser.click("button[type=submit].full").await;
+        browser.wait_for_text("a link to reset its password has been sent").await;
+
+        let mail = smtp.expect("alice@example.com", "Reset your Gatehouse password").await;
+        let link = mail.link("/reset-password");
+        browser.open(link.strip_prefix(&app.base).expect("a link to this service")).await;
+        browser.fill("new_password", "a brand new passphrase").await;
+        browser.click("button[type=submit].full").await;
+        browser.wait_for_url("/login?notice=password-reset").await;
+        browser.wait_for_text("Your password has been reset").await;
+
+        browser.fill("username", "alice").await;
+        browser.fill("password", PASSWORD).await;
+        browser.click("button[type=submit].full").await;
+        browser.wait_for_text("Incorrect username or password").await;
+        browser.fill("password", "a brand new passphrase").await;
+        browser.click("button[type=submit].full").await;
+        browser.wait_for_url("/account").await;
+
+        // The link works once.
+        browser.open(link.strip_prefix(&app.base).unwrap()).await;
+        browser.fill("new_password", "yet another passphrase").await;
+        browser.click("button[type=submit].full").await;
+        browser.wait_for_text("invalid or has expired").await;
+    })
+    .await;
 }

@@ -5,12 +5,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::templates::{AccountPage, AdminPage, LandingPage, Nav, SessionRow};
+use super::templates::{
+    AccountPage, ActivityRow, AdminPage, LandingPage, Nav, PasswordRules, SessionRow,
+};
 use super::{CsrfForm, NoFields, PageContext, PageError, SignedInPage, render};
+use crate::audit::{self, EventKind};
 use crate::auth::login::change_password;
+use crate::auth::recovery::request_email_change;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::path_id;
+use crate::http::session::ClientInfo;
+
+/// How many recent events the account page lists.
+const RECENT_ACTIVITY: i64 = 10;
 
 const ACCOUNT: &str = "/account";
 
@@ -34,8 +42,19 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
         }
         "session-ended" => Some("The session has been ended."),
         "others-ended" => Some("All your other sessions have been ended."),
+        "delete-refused" => Some("The password was not right: your account has not been deleted."),
+        "email-change-sent" => Some(
+            "We have sent a confirmation link to the new address. The change applies once you open it.",
+        ),
         _ => None,
     }
+}
+
+/// A message beside the account page's form that failed.
+#[derive(Default)]
+struct FormErrors {
+    password: Option<String>,
+    email: Option<String>,
 }
 
 async fn account_page(
@@ -43,13 +62,14 @@ async fn account_page(
     page: SignedInPage,
     status: StatusCode,
     notice: Option<&'static str>,
-    password_error: Option<String>,
+    errors: FormErrors,
 ) -> Result<Response, PageError> {
     let SignedInPage { ctx, signed_in } = page;
     let sessions = state
         .store
         .list_sessions(signed_in.user.id, state.clock.now())
         .await?;
+    let events = audit::recent(state.store.as_ref(), signed_in.user.id, RECENT_ACTIVITY).await?;
     let page = AccountPage {
         nav: Nav::from_context(&ctx),
         user: &signed_in.user,
@@ -59,7 +79,10 @@ async fn account_page(
             .map(|s| SessionRow::new(s, signed_in.session.id))
             .collect(),
         notice,
-        password_error,
+        password_error: errors.password,
+        email_error: errors.email,
+        rules: PasswordRules::new(state),
+        activity: events.iter().map(ActivityRow::new).collect(),
     };
     Ok((ctx.jar, render(status, &page)).into_response())
 }
@@ -74,7 +97,7 @@ pub async fn account(
         page,
         StatusCode::OK,
         notice_text(query.notice.as_deref()),
-        None,
+        FormErrors::default(),
     )
     .await
 }
@@ -82,6 +105,7 @@ pub async fn account(
 pub async fn end_session(
     State(state): State<AppState>,
     SignedInPage { signed_in, .. }: SignedInPage,
+    ClientInfo(client): ClientInfo,
     Path(id): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
@@ -89,6 +113,8 @@ pub async fn end_session(
     if !state.store.delete_session(signed_in.user.id, id).await? {
         return Err(Error::NotFound.into());
     }
+    let (user_id, detail) = (Some(signed_in.user.id), format!("session {id}"));
+    audit::record_detail(&state, EventKind::SessionEnded, user_id, &client, detail).await;
     if id == signed_in.session.id {
         return Ok(Redirect::to("/login?notice=signed-out").into_response());
     }
@@ -98,13 +124,23 @@ pub async fn end_session(
 pub async fn end_other_sessions(
     State(state): State<AppState>,
     SignedInPage { signed_in, .. }: SignedInPage,
+    ClientInfo(client): ClientInfo,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     let user_id = signed_in.user.id;
-    state
+    let ended = state
         .store
         .delete_other_sessions(user_id, Some(signed_in.session.id))
         .await?;
+    let detail = format!("{ended} other sessions");
+    audit::record_detail(
+        &state,
+        EventKind::SessionEnded,
+        Some(user_id),
+        &client,
+        detail,
+    )
+    .await;
     Ok(Redirect::to(&format!("{ACCOUNT}?notice=others-ended")).into_response())
 }
 
@@ -119,12 +155,14 @@ pub struct PasswordFields {
 pub async fn set_password(
     State(state): State<AppState>,
     page: SignedInPage,
+    ClientInfo(client): ClientInfo,
     CsrfForm(fields): CsrfForm<PasswordFields>,
 ) -> Result<Response, PageError> {
     let signed_in = &page.signed_in;
     let outcome = change_password(
         state.store.as_ref(),
         &state.hasher,
+        &state.config.abuse.password_policy,
         &signed_in.user,
         fields.current_password,
         fields.new_password,
@@ -133,10 +171,25 @@ pub async fn set_password(
     )
     .await;
     match outcome {
-        Ok(_) => Ok(Redirect::to(&format!("{ACCOUNT}?notice=password-changed")).into_response()),
+        Ok(_) => {
+            let user_id = Some(signed_in.user.id);
+            audit::record_detail(&state, EventKind::PasswordChanged, user_id, &client, "page")
+                .await;
+            Ok(Redirect::to(&format!("{ACCOUNT}?notice=password-changed")).into_response())
+        }
         Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
             let status = err.status();
-            account_page(&state, page, status, None, Some(err.detail())).await
+            account_page(
+                &state,
+                page,
+                status,
+                None,
+                FormErrors {
+                    password: Some(err.detail()),
+                    email: None,
+                },
+            )
+            .await
         }
         Err(other) => Err(other.into()),
     }
@@ -149,4 +202,44 @@ pub async fn admin(SignedInPage { ctx, signed_in }: SignedInPage) -> Response {
         username: &signed_in.user.username,
     };
     (ctx.jar, render(StatusCode::OK, &page)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmailFields {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    current_password: String,
+}
+
+/// Starts an email change: a link to the new address, a notice to the old one.
+pub async fn change_email(
+    State(state): State<AppState>,
+    page: SignedInPage,
+    CsrfForm(fields): CsrfForm<EmailFields>,
+) -> Result<Response, PageError> {
+    let user = page.signed_in.user.clone();
+    let now = state.clock.now();
+    let store = state.store.as_ref();
+    let outcome = request_email_change(
+        store,
+        &state.hasher,
+        &state.outbound(),
+        &user,
+        fields.current_password,
+        &fields.email,
+        now,
+    )
+    .await;
+    match outcome {
+        Ok(()) => Ok(Redirect::to(&format!("{ACCOUNT}?notice=email-change-sent")).into_response()),
+        Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
+            let errors = FormErrors {
+                password: None,
+                email: Some(err.detail()),
+            };
+            account_page(&state, page, err.status(), None, errors).await
+        }
+        Err(other) => Err(other.into()),
+    }
 }

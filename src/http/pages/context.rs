@@ -123,8 +123,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
 /// is cross-site, or when `Origin` names another host than the one addressed.
 fn same_origin(parts: &Parts, state: &AppState) -> bool {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    if header("sec-fetch-site").is_some_and(|site| site == "cross-site" || site == "same-site") {
-        return false;
+    // Browsers state the relation themselves, and pages cannot forge it.
+    match header("sec-fetch-site") {
+        Some("same-origin") => return true,
+        Some("cross-site" | "same-site") => return false,
+        _ => {}
     }
     let Some(origin) = header(header::ORIGIN.as_str()) else {
         // Browsers send Origin on every POST; clients without it (curl) carry no ambient

@@ -5,11 +5,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::templates::{LoginPage, Nav, SignupForm, SignupPage};
+use super::templates::{LoginPage, Nav, PasswordRules, SignupForm, SignupPage};
 use super::{CsrfForm, NoFields, PageContext, PageError, render, safe_next};
+use crate::audit::{self, EventKind};
 use crate::auth::login::authenticate;
+use crate::auth::recovery::ensure_verified;
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::rate_limit::{Login, PerIpPage, Signup};
 use crate::http::session::{ClientInfo, end_session, sign_in};
 use crate::http::users::{SignUpRequest, register};
 
@@ -25,7 +28,12 @@ pub struct LoginQuery {
 fn notice_text(code: Option<&str>) -> Option<&'static str> {
     match code? {
         "signed-out" => Some("You have been signed out."),
+        "account-deleted" => Some("Your account has been deleted."),
         "signed-in-required" => Some("Please sign in to continue."),
+        "password-reset" => Some("Your password has been reset. Log in with the new one."),
+        "verify-email" => {
+            Some("We have sent you a link to confirm your email address. Open it, then log in.")
+        }
         _ => None,
     }
 }
@@ -40,6 +48,7 @@ pub async fn show_login(ctx: PageContext, Query(query): Query<LoginQuery>) -> Re
         next: safe_next(query.next.as_deref(), ""),
         error: None,
         notice: notice_text(query.notice.as_deref()),
+        unverified: false,
     };
     (ctx.jar, render(StatusCode::OK, &page)).into_response()
 }
@@ -57,17 +66,25 @@ pub async fn submit_login(
     State(state): State<AppState>,
     ctx: PageContext,
     client: ClientInfo,
+    _: PerIpPage<Login>,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, PageError> {
     let next = safe_next(form.next.as_deref(), AFTER_LOGIN);
-    match authenticate(
-        state.store.as_ref(),
+    let throttle = &state.config.abuse.login_throttle;
+    let now = state.clock.now();
+    let store = state.store.as_ref();
+    let outcome = authenticate(
+        store,
         &state.hasher,
+        throttle,
+        now,
         &form.username,
         form.password,
     )
     .await
-    {
+    .and_then(|user| ensure_verified(&state.config.mail, &user).map(|()| user));
+    audit::login_attempt(&state, &form.username, &outcome, &client.0, "page").await;
+    match outcome {
         Ok(user) => {
             let remember = form
                 .remember_me
@@ -80,27 +97,45 @@ pub async fn submit_login(
             );
             Ok((jar, Redirect::to(&next)).into_response())
         }
-        Err(err @ (Error::Unauthorized(_) | Error::InactiveUser)) => {
+        Err(
+            err @ (Error::Unauthorized(_)
+            | Error::InactiveUser
+            | Error::Forbidden(_)
+            | Error::TooManyRequests { .. }),
+        ) => {
             let page = LoginPage {
                 nav: Nav::from_context(&ctx),
                 username: form.username,
                 next: safe_next(form.next.as_deref(), ""),
                 error: Some(err.detail()),
                 notice: None,
+                unverified: matches!(err, Error::Forbidden(_)),
             };
-            Ok((ctx.jar, render(err.status(), &page)).into_response())
+            let mut response = (ctx.jar, render(err.status(), &page)).into_response();
+            if let Error::TooManyRequests {
+                retry_after: Some(seconds),
+                ..
+            } = err
+            {
+                let value = axum::http::HeaderValue::from(seconds);
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+            Ok(response)
         }
         Err(other) => Err(other.into()),
     }
 }
 
-pub async fn show_signup(ctx: PageContext) -> Response {
+pub async fn show_signup(State(state): State<AppState>, ctx: PageContext) -> Response {
     if ctx.user.is_some() {
         return Redirect::to(AFTER_LOGIN).into_response();
     }
     let page = SignupPage {
         nav: Nav::from_context(&ctx),
         form: SignupForm::default(),
+        rules: PasswordRules::new(&state),
     };
     (ctx.jar, render(StatusCode::OK, &page)).into_response()
 }
@@ -119,6 +154,7 @@ pub async fn submit_signup(
     State(state): State<AppState>,
     ctx: PageContext,
     client: ClientInfo,
+    _: PerIpPage<Signup>,
     CsrfForm(fields): CsrfForm<SignupFields>,
 ) -> Result<Response, PageError> {
     let mut form = SignupForm {
@@ -133,12 +169,16 @@ pub async fn submit_signup(
         email: Some(fields.email),
         full_name: Some(fields.full_name),
     };
-    let outcome = match request.validate() {
+    let outcome = match request.validate(&state.config.abuse.password_policy) {
         Ok(valid) => register(&state, valid).await,
         Err(err) => Err(err),
     };
     match outcome {
         Ok(user) => {
+            audit::record_detail(&state, EventKind::Signup, Some(user.id), &client.0, "page").await;
+            if ensure_verified(&state.config.mail, &user).is_err() {
+                return Ok(Redirect::to("/login?notice=verify-email").into_response());
+            }
             let jar = sign_in(&state, ctx.jar, &user, false, client).await?;
             tracing::info!(user_id = user.id, "user signed up through the sign-up page");
             Ok((jar, Redirect::to(AFTER_LOGIN)).into_response())
@@ -149,6 +189,7 @@ pub async fn submit_signup(
             let page = SignupPage {
                 nav: Nav::from_context(&ctx),
                 form,
+                rules: PasswordRules::new(&state),
             };
             Ok((ctx.jar, render(status, &page)).into_response())
         }
@@ -177,8 +218,13 @@ fn attach_errors(form: &mut SignupForm, err: Error) {
 pub async fn logout(
     State(state): State<AppState>,
     ctx: PageContext,
+    ClientInfo(client): ClientInfo,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
+    let user_id = ctx.user.as_ref().map(|s| s.user.id);
     let jar = end_session(&state, ctx.jar).await?;
+    if user_id.is_some() {
+        audit::record_detail(&state, EventKind::Logout, user_id, &client, "page").await;
+    }
     Ok((jar, Redirect::to("/login?notice=signed-out")).into_response())
 }

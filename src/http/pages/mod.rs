@@ -2,9 +2,12 @@
 //! They work without JavaScript: plain forms, POST then redirect (303).
 
 mod account;
+mod account_delete;
+mod admin;
 mod context;
 mod login;
 mod notes;
+mod recovery;
 mod redirect;
 mod templates;
 
@@ -30,7 +33,21 @@ pub fn router() -> Router<AppState> {
             get(login::show_signup).post(login::submit_signup),
         )
         .route("/account/logout", axum::routing::post(login::logout))
+        .route(
+            "/forgot-password",
+            get(recovery::show_forgot).post(recovery::submit_forgot),
+        )
+        .route(
+            "/reset-password",
+            get(recovery::show_reset).post(recovery::submit_reset),
+        )
+        .route("/verify-email", get(recovery::verify_email))
+        .route(
+            "/verify-email/send-again",
+            axum::routing::post(recovery::resend_verification),
+        )
         .route("/account", get(account::account))
+        .route("/account/email", axum::routing::post(account::change_email))
         .route(
             "/account/password",
             axum::routing::post(account::set_password),
@@ -43,7 +60,16 @@ pub fn router() -> Router<AppState> {
             "/account/sessions/{id}/end",
             axum::routing::post(account::end_session),
         )
-        .route("/admin", get(account::admin))
+        .route("/admin", get(admin::home))
+        .route("/admin/people/{id}", get(admin::show_user))
+        .route(
+            "/admin/people/{id}/{action}",
+            get(admin::confirm_action).post(admin::act),
+        )
+        .route(
+            "/account/delete",
+            axum::routing::post(account_delete::delete_account),
+        )
         .route("/notes", get(notes::show_notes).post(notes::add_note))
         .route(
             "/notes/{id}/toggle",
@@ -54,6 +80,7 @@ pub fn router() -> Router<AppState> {
             axum::routing::post(notes::delete_note),
         )
         .route("/static/app.css", get(stylesheet))
+        .route("/static/password-hint.js", get(password_hint_script))
 }
 
 async fn stylesheet() -> Response {
@@ -69,6 +96,25 @@ async fn stylesheet() -> Response {
             ),
         ],
         include_str!("../../../static/app.css"),
+    )
+        .into_response()
+}
+
+/// The live password hint of the sign-up and password forms: a file, so the
+/// Content-Security-Policy needs no inline script.
+async fn password_hint_script() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        include_str!("../../../static/password-hint.js"),
     )
         .into_response()
 }
@@ -106,6 +152,14 @@ impl From<Error> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            Self::Service(Error::TooManyRequests {
+                retry_after: Some(seconds),
+                ..
+            }) => Some(*seconds),
+            Self::Service(Error::Overloaded | Error::Unavailable) => Some(5),
+            _ => None,
+        };
         let (status, title, message) = match self {
             Self::Forbidden => (
                 StatusCode::FORBIDDEN,
@@ -119,11 +173,13 @@ impl IntoResponse for PageError {
                 }
                 let title = match status {
                     StatusCode::NOT_FOUND => "Page not found",
+                    StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
                     StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
                     s if s.is_client_error() => "That did not work",
                     _ => "Something went wrong",
                 };
                 let message = match status {
+                    _ if matches!(err, Error::Overloaded) => "The service is very busy right now. Please try again in a moment.".into(),
                     StatusCode::SERVICE_UNAVAILABLE => "The service cannot reach its database right now. Please try again in a moment.".into(),
                     s if s.is_server_error() => "An unexpected error occurred. It has been logged.".into(),
                     _ => err.detail(),
@@ -136,7 +192,13 @@ impl IntoResponse for PageError {
             title,
             message: &message,
         };
-        render(status, &page)
+        let mut response = render(status, &page);
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -41,6 +41,8 @@ pub struct LoginPage {
     pub next: String,
     pub error: Option<String>,
     pub notice: Option<&'static str>,
+    /// The password was right but the email address is not confirmed yet.
+    pub unverified: bool,
 }
 
 /// Field values and messages of the sign-up form, kept when it is shown again.
@@ -60,6 +62,51 @@ pub struct SignupForm {
 pub struct SignupPage {
     pub nav: Nav,
     pub form: SignupForm,
+    pub rules: PasswordRules,
+}
+
+/// The password rules a form shows as text (so they work without JavaScript); the script
+/// `/static/password-hint.js` adds a live hint from the input's `data-` attributes.
+pub struct PasswordRules {
+    pub min_chars: usize,
+    pub text: String,
+}
+
+impl PasswordRules {
+    pub fn new(state: &crate::http::AppState) -> Self {
+        let policy = state.config.abuse.password_policy;
+        Self {
+            min_chars: policy.min_chars,
+            text: policy.describe(),
+        }
+    }
+}
+
+/// One line of the recent activity on the account page.
+pub struct ActivityRow {
+    pub what: &'static str,
+    pub when: String,
+    pub from: String,
+}
+
+impl ActivityRow {
+    pub fn new(event: &crate::store::Event) -> Self {
+        let agent: String = event
+            .user_agent
+            .as_deref()
+            .unwrap_or("unknown browser")
+            .chars()
+            .take(80)
+            .collect();
+        Self {
+            what: crate::audit::EventKind::describe(&event.kind),
+            when: event.created_at.format("%-d %b %Y, %H:%M UTC").to_string(),
+            from: format!(
+                "{agent} · {}",
+                event.ip.as_deref().unwrap_or("unknown address")
+            ),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -71,6 +118,9 @@ pub struct AccountPage<'a> {
     pub sessions: Vec<SessionRow>,
     pub notice: Option<&'static str>,
     pub password_error: Option<String>,
+    pub email_error: Option<String>,
+    pub rules: PasswordRules,
+    pub activity: Vec<ActivityRow>,
 }
 
 /// One line of the session list on the account page.
@@ -129,4 +179,20 @@ pub struct ErrorPage<'a> {
     pub nav: Nav,
     pub title: &'a str,
     pub message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "forgot_password.html")]
+pub struct ForgotPasswordPage {
+    pub nav: Nav,
+    pub notice: Option<&'static str>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "reset_password.html")]
+pub struct ResetPasswordPage {
+    pub nav: Nav,
+    pub token: String,
+    pub error: Option<String>,
 }

@@ -6,20 +6,26 @@
 //! sqlx only takes `&'static str` SQL (audited, never built from input), so the column lists
 //! are macros that `concat!` can splice into literals.
 
+pub(super) mod admin;
 mod events;
 mod notes;
+mod profile;
 mod sessions;
+mod throttle;
 mod users;
 
+pub(super) use admin::impl_admin_store;
 pub(super) use events::impl_event_store;
 pub(super) use notes::impl_note_store;
+pub(super) use profile::impl_profile_store;
 pub(super) use sessions::impl_session_store;
+pub(super) use throttle::impl_throttle_store;
 pub(super) use users::impl_user_store;
 
 /// Columns of `User`.
 macro_rules! user_columns {
     () => {
-        "id, username, email, full_name, disabled, created_at"
+        "id, username, email, email_verified, full_name, disabled, is_superuser, created_at"
     };
 }
 
@@ -34,7 +40,7 @@ macro_rules! session_columns {
 macro_rules! session_user_select {
     () => {
         "SELECT s.id, s.user_id, s.kind, s.persistent, s.ip, s.user_agent, s.created_at, s.last_used_at, \
-         s.expires_at, s.idle_expires_at, u.username, u.email, u.full_name, u.disabled, \
+         s.expires_at, s.idle_expires_at, u.username, u.email, u.email_verified, u.full_name, u.disabled, u.is_superuser, \
          u.created_at AS user_created_at FROM sessions s JOIN users u ON u.id = s.user_id"
     };
 }
@@ -60,6 +66,9 @@ macro_rules! impl_store {
         $crate::store::sql::impl_note_store!($store);
         $crate::store::sql::impl_session_store!($store);
         $crate::store::sql::impl_event_store!($store);
+        $crate::store::sql::impl_throttle_store!($store);
+        $crate::store::sql::impl_admin_store!($store);
+        $crate::store::sql::impl_profile_store!($store);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {

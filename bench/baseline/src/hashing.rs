@@ -1,0 +1,75 @@
+//! The Argon2id limit: how long one verification takes with the configured parameters.
+
+use std::time::Instant;
+
+use anyhow::anyhow;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+fn param(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The service's parameters: `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`.
+fn argon2() -> anyhow::Result<Argon2<'static>> {
+    let params = Params::new(
+        param("ARGON2_MEMORY_KIB", 19_456),
+        param("ARGON2_ITERATIONS", 2),
+        param("ARGON2_PARALLELISM", 1),
+        None,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// A PHC string for `password`, as the service writes it.
+pub fn hash(password: &str) -> anyhow::Result<String> {
+    Ok(argon2()?
+        .hash_password(password.as_bytes())
+        .map_err(|e| anyhow!("{e}"))?
+        .to_string())
+}
+
+/// Prints `seconds_per_verify`, `cores` and `limit_per_second` (cores / seconds per verify),
+/// timing `rounds` verifications on one thread after one warm-up; then `parallel_per_second`,
+/// what one thread per core actually verifies together (memory bandwidth and whatever else
+/// runs on the machine bring it under the limit).
+pub fn report(rounds: u32) -> anyhow::Result<()> {
+    let argon2 = argon2()?;
+    let stored = hash("bench-password")?;
+    let parsed = PasswordHash::new(&stored).map_err(|e| anyhow!("{e}"))?;
+    let mut times = Vec::new();
+    for _ in 0..=rounds {
+        let started = Instant::now();
+        argon2
+            .verify_password(b"bench-password", &parsed)
+            .map_err(|e| anyhow!("{e}"))?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    // The median: a compile on the other core slows some rounds, not the hash itself.
+    let median = times[times.len() / 2];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| {
+                for _ in 0..rounds {
+                    let _ = argon2.verify_password(b"bench-password", &parsed);
+                }
+            });
+        }
+    });
+    let parallel = (cores as u32 * rounds) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "seconds_per_verify={median:.5} min={:.5} cores={cores} limit_per_second={:.2} parallel_per_second={parallel:.2}",
+        times[0],
+        cores as f64 / median
+    );
+    Ok(())
+}

@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# Gatehouse load scenarios (see bench/README.md). Builds release binaries, starts the services
+# on 127.0.0.1, runs the scenarios, prints the figures and stops everything it started.
+#
+#   bench/run.sh [sqlite|postgres] [SCENARIO...]      scenarios 1 to 6, all by default
+#
+# Environment: CARGO_TARGET_DIR (default target/bench), BENCH_SECONDS (one wrk run, default 8),
+# BENCH_ROUNDS (interleaved rounds, default 3), BENCH_PORT (default 18000), BENCH_PG_URL
+# (default postgres://postgres@127.0.0.1:5432), BENCH_LARGE_USERS (default 1000000),
+# BENCH_KEEP=1 keeps the work folder with every raw output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BACKEND=${1:-sqlite}
+shift || true
+SCENARIOS=${*:-1 2 3 4 5 6}
+case $BACKEND in sqlite | postgres) ;; *)
+    echo "usage: bench/run.sh [sqlite|postgres] [1 2 3 4 5 6]" >&2
+    exit 2
+    ;;
+esac
+
+TARGET=${CARGO_TARGET_DIR:-target/bench}
+GATEHOUSE=$TARGET/release/gatehouse
+HELPER=$TARGET/release/gatehouse-bench
+SECONDS_PER_RUN=${BENCH_SECONDS:-8}
+ROUNDS=${BENCH_ROUNDS:-3}
+PORT=${BENCH_PORT:-18000}
+LARGE_PORT=$((PORT + 1))
+BASE_PORT=$((PORT + 100))
+SMALL_USERS=1000
+LARGE_USERS=${BENCH_LARGE_USERS:-1000000}
+PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
+WRK="wrk -t1 --latency"
+WORK=$(mktemp -d -t gatehouse-bench.XXXXXX)
+
+SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export SECRET_KEY
+export BENCH_PASSWORD=bench-password-1
+export RUST_LOG=${RUST_LOG:-info}
+# Generous limits, so that scenarios 1 to 3 measure the service rather than its throttles
+# (every request comes from 127.0.0.1). Variables the service does not know are ignored.
+# Scenario 4 runs twice: with the defaults, and with these.
+GENEROUS_LIMITS=(${BENCH_GENEROUS_ENV:-RATE_LIMIT_LOGIN=1000000/second RATE_LIMIT_SIGNUP=1000000/second PASSWORD_HASH_MAX_WAIT_MS=600000})
+
+declare -A PID=()
+PG_DATABASES=()
+
+cleanup() {
+    for name in "${!PID[@]}"; do
+        kill "${PID[$name]}" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    for db in "${PG_DATABASES[@]}"; do
+        psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+    done
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "raw outputs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+say() { printf '%s\n' "$*" | tee -a "$WORK/summary.txt"; }
+
+# --- figures out of wrk's output -------------------------------------------------------------
+rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
+# A latency percentile (50, 99) in milliseconds.
+pct() {
+    awk -v p="$2%" '$1 == p {
+        v = $2; unit = v; gsub(/[0-9.]/, "", unit); sub(/[a-z]+$/, "", v)
+        if (unit == "us") v /= 1000; else if (unit == "s") v *= 1000; else if (unit == "m") v *= 60000
+        printf "%.2f\n", v }' "$1"
+}
+errors() { grep -E 'Non-2xx|Socket errors' "$1" | tr -s ' ' | paste -sd ';' - || true; }
+median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", a / b}'; }
+verdict() { awk "BEGIN {print ($1) ? \"met\" : \"MISSED\"}"; }
+
+# --- services ---------------------------------------------------------------------------------
+database_url() { # NAME
+    if [ "$BACKEND" = sqlite ]; then
+        echo "sqlite://$WORK/$1.db?mode=rwc"
+    else
+        local db="gatehouse_bench_$1_$$"
+        psql -q "$PG_URL/postgres" -c "CREATE DATABASE $db" >/dev/null
+        PG_DATABASES+=("$db")
+        echo "$PG_URL/$db"
+    fi
+}
+
+wait_ready() { # PORT
+    for _ in $(seq 1000); do
+        curl -fs -o /dev/null "http://127.0.0.1:$1/healthz" && return 0
+        sleep 0.01
+    done
+    echo "nothing answers on port $1" >&2
+    return 1
+}
+
+start_gatehouse() { # NAME URL PORT [VAR=VALUE...]
+    local name=$1 url=$2 port=$3
+    shift 3
+    env "$@" DATABASE_URL="$url" PORT="$port" DATA_DIR="$WORK/data-$name" \
+        "$GATEHOUSE" serve >"$WORK/$name.log" 2>&1 &
+    PID[$name]=$!
+    wait_ready "$port"
+}
+
+stop() { # NAME
+    kill "${PID[$1]}" 2>/dev/null || true
+    wait "${PID[$1]}" 2>/dev/null || true
+    unset "PID[$1]"
+}
+
+# COUNT access tokens of random users among 1..MAX, one a line, in FILE.
+tokens() { # FILE PORT COUNT MAX
+    : >"$1"
+    for _ in $(seq "$3"); do
+        local n=$(((RANDOM * 32768 + RANDOM) % $4 + 1))
+        curl -fs -X POST "http://127.0.0.1:$2/token" -d "username=bench$n&password=$BENCH_PASSWORD" |
+            sed 's/.*"access_token":"\([^"]*\)".*/\1/' >>"$1"
+        echo >>"$1"
+    done
+    [ "$(grep -c . "$1")" = "$3" ] || { echo "login failed while collecting tokens" >&2; exit 1; }
+}
+
+# VmHWM (peak resident) or VmRSS of a process, in MB.
+memory_mb() { awk -v k="$2:" '$1 == k {printf "%.1f\n", $2 / 1024}' "/proc/$1/status"; }
+
+# --- scenarios ----------------------------------------------------------------------------------
+scenario_1() {
+    say "## 1. GET /users/me/ throughput, against the baseline (wrk -t1 -c32, ${SECONDS_PER_RUN}s, $ROUNDS interleaved rounds)"
+    local r
+    for r in $(seq "$ROUNDS"); do
+        BENCH_TOKENS=$WORK/tokens-small $WRK -c32 -d"${SECONDS_PER_RUN}s" -s bench/wrk/me.lua \
+            "http://127.0.0.1:$BASE_PORT" >"$WORK/s1-baseline-$r.txt"
+        BENCH_TOKENS=$WORK/tokens-small $WRK -c32 -d"${SECONDS_PER_RUN}s" -s bench/wrk/me.lua \
+            "http://127.0.0.1:$PORT" >"$WORK/s1-gatehouse-$r.txt"
+        say "round $r: baseline $(rps "$WORK/s1-baseline-$r.txt")/s p99 $(pct "$WORK/s1-baseline-$r.txt" 99) ms [$(errors "$WORK/s1-baseline-$r.txt")]; gatehouse $(rps "$WORK/s1-gatehouse-$r.txt")/s p99 $(pct "$WORK/s1-gatehouse-$r.txt" 99) ms [$(errors "$WORK/s1-gatehouse-$r.txt")]"
+    done
+    local base gh base99 gh99
+    base=$(for f in "$WORK"/s1-baseline-*.txt; do rps "$f"; done | median)
+    gh=$(for f in "$WORK"/s1-gatehouse-*.txt; do rps "$f"; done | median)
+    base99=$(for f in "$WORK"/s1-baseline-*.txt; do pct "$f" 99; done | median)
+    gh99=$(for f in "$WORK"/s1-gatehouse-*.txt; do pct "$f" 99; done | median)
+    local r1
+    r1=$(ratio "$gh" "$base")
+    say "RESULT 1: median baseline $base/s (p99 $base99 ms), gatehouse $gh/s (p99 $gh99 ms); ratio $r1 (target >= 0.9: $(verdict "$r1 >= 0.9"))"
+}
+
+scenario_2() {
+    say "## 2. Logins per second, against the Argon2id limit (wrk -t1 -c8, $((SECONDS_PER_RUN * 2))s, hash timed before and after, $ROUNDS rounds)"
+    local r limit parallel
+    for r in $(seq "$ROUNDS"); do
+        "$HELPER" hash-time 12 >"$WORK/s2-hash-before-$r.txt"
+        BENCH_USERS=$SMALL_USERS $WRK -c8 -d"$((SECONDS_PER_RUN * 2))s" -s bench/wrk/login.lua \
+            "http://127.0.0.1:$PORT" >"$WORK/s2-login-$r.txt"
+        "$HELPER" hash-time 12 >"$WORK/s2-hash-after-$r.txt"
+        limit=$(cat "$WORK/s2-hash-before-$r.txt" "$WORK/s2-hash-after-$r.txt" |
+            sed 's/.*limit_per_second=\([0-9.]*\).*/\1/' | awk '{s += $1} END {printf "%.2f\n", s / NR}')
+        parallel=$(cat "$WORK/s2-hash-before-$r.txt" "$WORK/s2-hash-after-$r.txt" |
+            sed 's/.*parallel_per_second=\([0-9.]*\).*/\1/' | awk '{s += $1} END {printf "%.2f\n", s / NR}')
+        echo "$limit" >"$WORK/s2-limit-$r.txt"
+        echo "$parallel" >"$WORK/s2-parallel-$r.txt"
+        say "round $r: before: $(cat "$WORK/s2-hash-before-$r.txt") | logins $(rps "$WORK/s2-login-$r.txt")/s p50 $(pct "$WORK/s2-login-$r.txt" 50) ms, $(grep statuses "$WORK/s2-login-$r.txt") [$(errors "$WORK/s2-login-$r.txt")] | after: $(cat "$WORK/s2-hash-after-$r.txt")"
+    done
+    local logins r2 rp
+    limit=$(cat "$WORK"/s2-limit-*.txt | median)
+    parallel=$(cat "$WORK"/s2-parallel-*.txt | median)
+    logins=$(for f in "$WORK"/s2-login-*.txt; do rps "$f"; done | median)
+    r2=$(ratio "$logins" "$limit")
+    rp=$(ratio "$logins" "$parallel")
+    say "RESULT 2: median logins $logins/s; limit (cores / one verification) $limit/s, ratio $r2 (target >= 0.9: $(verdict "$r2 >= 0.9")); bare parallel verification $parallel/s, ratio $rp"
+}
+
+scenario_3() {
+    say "## 3. GET /users/me/ p99 while a login flood fills every hashing slot (paced: wrk -t1 -c4, one request per 5 ms per connection; flood: wrk -t1 -c16 on /token; $ROUNDS rounds)"
+    local r
+    for r in $(seq "$ROUNDS"); do
+        BENCH_TOKENS=$WORK/tokens-small BENCH_DELAY_MS=5 $WRK -c4 -d"${SECONDS_PER_RUN}s" \
+            -s bench/wrk/me.lua "http://127.0.0.1:$PORT" >"$WORK/s3-quiet-$r.txt"
+        BENCH_USERS=$SMALL_USERS $WRK -c16 -d"$((SECONDS_PER_RUN + 3))s" -s bench/wrk/login.lua \
+            "http://127.0.0.1:$PORT" >"$WORK/s3-flood-$r.txt" &
+        local flood=$!
+        sleep 1.5
+        curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^gatehouse_password_hash_(slots|slots_in_use|waiting) ' |
+            tr '\n' ' ' >"$WORK/s3-slots-$r.txt" || true
+        BENCH_TOKENS=$WORK/tokens-small BENCH_DELAY_MS=5 $WRK -c4 -d"${SECONDS_PER_RUN}s" \
+            -s bench/wrk/me.lua "http://127.0.0.1:$PORT" >"$WORK/s3-busy-$r.txt"
+        wait "$flood"
+        say "round $r: quiet p50 $(pct "$WORK/s3-quiet-$r.txt" 50) p99 $(pct "$WORK/s3-quiet-$r.txt" 99) ms; under flood p50 $(pct "$WORK/s3-busy-$r.txt" 50) p99 $(pct "$WORK/s3-busy-$r.txt" 99) ms [$(errors "$WORK/s3-busy-$r.txt")]; flood $(rps "$WORK/s3-flood-$r.txt") logins/s; metrics during flood: $(cat "$WORK/s3-slots-$r.txt")"
+    done
+    local quiet busy r3
+    quiet=$(for f in "$WORK"/s3-quiet-*.txt; do pct "$f" 99; done | median)
+    busy=$(for f in "$WORK"/s3-busy-*.txt; do pct "$f" 99; done | median)
+    r3=$(ratio "$busy" "$quiet")
+    say "RESULT 3: median p99 quiet $quiet ms, under flood $busy ms; ratio $r3 (target < 20 ms and < 3x: $(verdict "$busy < 20 && $r3 < 3"))"
+}
+
+scenario_4() {
+    local limits
+    for limits in defaults generous; do
+        say "## 4. Peak memory under 1,000 concurrent login connections (20 s of keep-alive logins; fresh process; $limits limits)"
+        stop small
+        if [ $limits = defaults ]; then
+            start_gatehouse small "$SMALL_URL" "$PORT"
+        else
+            start_gatehouse small "$SMALL_URL" "$PORT" "${GENEROUS_LIMITS[@]}"
+        fi
+        local before peak=0 rss
+        before=$(memory_mb "${PID[small]}" VmRSS)
+        BENCH_ADDR=127.0.0.1:$PORT "$HELPER" flood 1000 20 "$SMALL_USERS" >"$WORK/s4-flood-$limits.txt" &
+        local flood=$!
+        while kill -0 "$flood" 2>/dev/null; do
+            rss=$(memory_mb "${PID[small]}" VmRSS || echo 0)
+            peak=$(awk -v a="$peak" -v b="$rss" 'BEGIN {print (b > a) ? b : a}')
+            sleep 0.5
+        done
+        wait "$flood"
+        local hwm alive
+        hwm=$(memory_mb "${PID[small]}" VmHWM)
+        alive=$(curl -fs -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz" || echo dead)
+        say "flood: $(cat "$WORK/s4-flood-$limits.txt")"
+        say "RESULT 4 ($limits limits): RSS before $before MB, peak (VmHWM) $hwm MB (sampled max $peak MB); healthz after: $alive; target < 300 MB: $(verdict "$hwm < 300"); every request answered when failures={} and statuses are 200, 401, 429 or 503"
+    done
+    stop small
+    start_gatehouse small "$SMALL_URL" "$PORT" "${GENEROUS_LIMITS[@]}"
+}
+
+scenario_5() {
+    say "## 5. Scale: $LARGE_USERS users against $SMALL_USERS (two databases, two processes; latency at one login connection and at paced GET /users/me/; $ROUNDS interleaved rounds)"
+    local large_url
+    large_url=$(database_url large)
+    DATABASE_URL=$large_url "$GATEHOUSE" migrate >/dev/null
+    say "$(DATABASE_URL=$large_url "$HELPER" seed 1 "$LARGE_USERS")"
+    start_gatehouse large "$large_url" "$LARGE_PORT" "${GENEROUS_LIMITS[@]}"
+    tokens "$WORK/tokens-large" "$LARGE_PORT" 20 "$LARGE_USERS"
+    local r size port users
+    for r in $(seq "$ROUNDS"); do
+        for size in small large; do
+            if [ $size = small ]; then port=$PORT users=$SMALL_USERS; else port=$LARGE_PORT users=$LARGE_USERS; fi
+            BENCH_USERS=$users $WRK -c1 -d"${SECONDS_PER_RUN}s" -s bench/wrk/login.lua \
+                "http://127.0.0.1:$port" >"$WORK/s5-login-$size-$r.txt"
+            BENCH_TOKENS=$WORK/tokens-$size BENCH_DELAY_MS=5 $WRK -c4 -d"${SECONDS_PER_RUN}s" \
+                -s bench/wrk/me.lua "http://127.0.0.1:$port" >"$WORK/s5-me-$size-$r.txt"
+        done
+        say "round $r: login p50 small $(pct "$WORK/s5-login-small-$r.txt" 50) / large $(pct "$WORK/s5-login-large-$r.txt" 50) ms; me p50 small $(pct "$WORK/s5-me-small-$r.txt" 50) / large $(pct "$WORK/s5-me-large-$r.txt" 50) ms, p99 $(pct "$WORK/s5-me-small-$r.txt" 99) / $(pct "$WORK/s5-me-large-$r.txt" 99) ms"
+    done
+    local kind p s l q
+    for kind in login me; do
+        for p in 50 99; do
+            s=$(for f in "$WORK"/s5-$kind-small-*.txt; do pct "$f" $p; done | median)
+            l=$(for f in "$WORK"/s5-$kind-large-*.txt; do pct "$f" $p; done | median)
+            q=$(ratio "$l" "$s")
+            say "RESULT 5 $kind p$p: $SMALL_USERS users $s ms, $LARGE_USERS users $l ms; ratio $q (target <= 1.2: $(verdict "$q <= 1.2"))"
+        done
+    done
+    stop large
+}
+
+scenario_6() {
+    say "## 6. Cold start to the first answered request (SQLite, GET /healthz polled every 10 ms), and idle memory"
+    local dir=$WORK/cold run t0 t1
+    mkdir -p "$dir"
+    for run in fresh warm1 warm2 warm3; do
+        t0=$(date +%s%N)
+        DATABASE_URL="sqlite://$dir/cold.db?mode=rwc" PORT=$((PORT + 2)) DATA_DIR="$dir" \
+            "$GATEHOUSE" serve >"$WORK/cold-$run.log" 2>&1 &
+        PID[cold]=$!
+        wait_ready $((PORT + 2))
+        t1=$(date +%s%N)
+        sleep 1
+        local idle
+        idle=$(memory_mb "${PID[cold]}" VmRSS)
+        say "$run: first answer after $(((t1 - t0) / 1000000)) ms; idle RSS $idle MB"
+        stop cold
+    done
+}
+
+# --- main --------------------------------------------------------------------------------------
+echo "building release binaries in $TARGET" >&2
+CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --bin gatehouse
+CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --manifest-path bench/baseline/Cargo.toml
+
+say "# Gatehouse bench: $BACKEND, scenarios $SCENARIOS"
+say "date $(date -u +%Y-%m-%dT%H:%MZ), commit ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')}, $(nproc) cores, $(uname -m), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "argon2: m=${ARGON2_MEMORY_KIB:-19456} KiB t=${ARGON2_ITERATIONS:-2} p=${ARGON2_PARALLELISM:-1}; RUST_LOG=$RUST_LOG; generous limits: ${GENEROUS_LIMITS[*]:-none}"
+
+SMALL_URL=$(database_url small)
+DATABASE_URL=$SMALL_URL "$GATEHOUSE" migrate >/dev/null
+say "$(DATABASE_URL=$SMALL_URL "$HELPER" seed 1 $SMALL_USERS)"
+start_gatehouse small "$SMALL_URL" "$PORT" "${GENEROUS_LIMITS[@]}"
+DATABASE_URL=$SMALL_URL BASELINE_PORT=$BASE_PORT "$HELPER" serve >"$WORK/baseline.log" 2>&1 &
+PID[baseline]=$!
+wait_ready "$BASE_PORT"
+tokens "$WORK/tokens-small" "$PORT" 20 "$SMALL_USERS"
+
+for s in $SCENARIOS; do
+    "scenario_$s"
+done
+say "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

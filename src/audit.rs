@@ -1,0 +1,183 @@
+//! The audit trail: what happened to an account, when, from which address and browser. Never
+//! a secret: no password, token, or typed username (which may be a mistyped password).
+//!
+//! ```ignore
+//! audit::record(&state, EventKind::PasswordReset, Some(user.id), &client).await;
+//! audit::record_by(&state, EventKind::AdminAction, Some(target.id), admin.id, &client, "disabled").await;
+//! ```
+//!
+//! Recording never fails the request: a write that fails is logged and the action stands.
+
+use crate::auth::sessions::ClientMeta;
+use crate::http::AppState;
+use crate::store::{Event, NewEvent, Store};
+
+/// The kinds of event, as stored in `events.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Signup,
+    LoginSuccess,
+    LoginFailure,
+    Logout,
+    /// One session ended by its owner, or all other sessions.
+    SessionEnded,
+    RefreshTokenReuse,
+    PasswordChanged,
+    PasswordResetRequested,
+    PasswordReset,
+    EmailVerified,
+    /// A rate limit or the login slow-down refused a request.
+    Throttled,
+    /// An administrator acted on the account (`detail` says what, `actor_id` who).
+    AdminAction,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signup => "signup",
+            Self::LoginSuccess => "login_success",
+            Self::LoginFailure => "login_failure",
+            Self::Logout => "logout",
+            Self::SessionEnded => "session_ended",
+            Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerified => "email_verified",
+            Self::Throttled => "throttled",
+            Self::AdminAction => "admin_action",
+        }
+    }
+
+    /// How the account page words a stored kind.
+    pub fn describe(kind: &str) -> &'static str {
+        match kind {
+            "signup" => "Account created",
+            "login_success" => "Signed in",
+            "login_failure" => "Failed sign-in attempt",
+            "logout" => "Signed out",
+            "session_ended" => "Session ended",
+            "refresh_token_reuse" => "Stolen token detected: session ended",
+            "password_changed" => "Password changed",
+            "password_reset_requested" => "Password reset requested",
+            "password_reset" => "Password reset",
+            "email_verified" => "Email address confirmed",
+            "throttled" => "Sign-ins slowed down after failed attempts",
+            "admin_action" => "Changed by an administrator",
+            _ => "Account activity",
+        }
+    }
+}
+
+/// Records an event about `user_id` (if known), from `client`.
+pub async fn record(state: &AppState, kind: EventKind, user_id: Option<i64>, client: &ClientMeta) {
+    write(state, kind, user_id, None, client, None).await;
+}
+
+/// Like `record`, with a short, secret-free detail.
+pub async fn record_detail(
+    state: &AppState,
+    kind: EventKind,
+    user_id: Option<i64>,
+    client: &ClientMeta,
+    detail: impl Into<String>,
+) {
+    write(state, kind, user_id, None, client, Some(detail.into())).await;
+}
+
+/// An event about `user_id` caused by another user, `actor_id` (an administrator).
+pub async fn record_by(
+    state: &AppState,
+    kind: EventKind,
+    user_id: Option<i64>,
+    actor_id: i64,
+    client: &ClientMeta,
+    detail: impl Into<String>,
+) {
+    write(
+        state,
+        kind,
+        user_id,
+        Some(actor_id),
+        client,
+        Some(detail.into()),
+    )
+    .await;
+}
+
+async fn write(
+    state: &AppState,
+    kind: EventKind,
+    user_id: Option<i64>,
+    actor_id: Option<i64>,
+    client: &ClientMeta,
+    detail: Option<String>,
+) {
+    let event = NewEvent {
+        kind: kind.as_str(),
+        user_id,
+        actor_id,
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        detail,
+        created_at: state.clock.now(),
+    };
+    if let Err(err) = state.store.record_event(event).await {
+        tracing::warn!(error = %err, kind = kind.as_str(), user_id, "audit event not recorded");
+    }
+}
+
+/// A user's most recent events, newest first.
+pub async fn recent(
+    store: &dyn Store,
+    user_id: i64,
+    limit: i64,
+) -> crate::error::Result<Vec<Event>> {
+    Ok(store.recent_events(user_id, limit).await?)
+}
+
+/// Records a login attempt through `channel` (`api` or `page`): a success, or a failure
+/// attributed to the account when the name exists (the client is told nothing of it), and the
+/// start of a slow-down or lock-out once per run.
+pub async fn login_attempt(
+    state: &AppState,
+    username: &str,
+    outcome: &crate::error::Result<crate::store::User>,
+    client: &ClientMeta,
+    channel: &'static str,
+) {
+    use crate::error::{AuthFailure, Error};
+    match outcome {
+        Ok(user) => {
+            record_detail(
+                state,
+                EventKind::LoginSuccess,
+                Some(user.id),
+                client,
+                channel,
+            )
+            .await
+        }
+        Err(Error::Unauthorized(AuthFailure::BadCredentials) | Error::InactiveUser) => {
+            let store = state.store.as_ref();
+            let key = crate::domain::Username::fold(username);
+            let user_id = store.user_by_key(&key).await.ok().flatten().map(|u| u.id);
+            record_detail(state, EventKind::LoginFailure, user_id, client, channel).await;
+            let hash = crate::auth::throttle::name_hash(username);
+            let policy = &state.config.abuse.login_throttle;
+            if let Ok(Some(failures)) = store.login_failures(&hash).await {
+                let count = u32::try_from(failures.failures).unwrap_or(0);
+                let detail = if count == policy.free_failures {
+                    "failed logins: slowed down"
+                } else if count == policy.lock_after.min(100) {
+                    "failed logins: locked until a password reset"
+                } else {
+                    return;
+                };
+                record_detail(state, EventKind::Throttled, user_id, client, detail).await;
+            }
+        }
+        Err(_) => {}
+    }
+}

@@ -1,0 +1,224 @@
+//! The email flows: password reset, email verification and email change. Tokens are 256-bit,
+//! stored as hashes, single-use, short-lived, and a newer one supersedes older ones.
+//! No HTTP here; links are built from the public URL.
+
+use chrono::{DateTime, Utc};
+use url::Url;
+
+use super::PasswordHasher;
+use super::password::Verification;
+use super::session::{hash_token, new_token};
+use crate::config::MailConfig;
+use crate::domain::{Email, Password, Username};
+use crate::email::{EmailKind, Mailer, compose};
+use crate::error::{Error, Result};
+use crate::store::{EmailTokenPurpose, NewEmailToken, Store, User};
+
+/// What the email flows need besides the store.
+pub struct Outbound<'a> {
+    pub mailer: &'a Mailer,
+    pub public_url: &'a Url,
+    pub mail: &'a MailConfig,
+}
+
+impl Outbound<'_> {
+    fn link(&self, path: &str, token: &str) -> String {
+        let mut url = self.public_url.clone();
+        url.set_path(path);
+        url.query_pairs_mut().clear().append_pair("token", token);
+        url.to_string()
+    }
+
+    /// Creates a token for `user` and mails its link to `to`.
+    async fn send_link(
+        &self,
+        store: &dyn Store,
+        user: &User,
+        to: &str,
+        purpose: EmailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (token, token_hash) = new_token();
+        let ttl = match purpose {
+            EmailTokenPurpose::PasswordReset => self.mail.reset_token_ttl,
+            EmailTokenPurpose::VerifyEmail => self.mail.verification_token_ttl,
+        };
+        let expires_at =
+            now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
+        let email = (purpose == EmailTokenPurpose::VerifyEmail).then(|| to.to_string());
+        store
+            .create_email_token(NewEmailToken {
+                user_id: user.id,
+                purpose,
+                token_hash,
+                email,
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        let kind = match purpose {
+            EmailTokenPurpose::PasswordReset => EmailKind::PasswordReset {
+                link: &self.link("/reset-password", &token),
+                minutes: ttl.as_secs() / 60,
+            },
+            EmailTokenPurpose::VerifyEmail => EmailKind::VerifyEmail {
+                link: &self.link("/verify-email", &token),
+                hours: ttl.as_secs() / 3600,
+            },
+        };
+        self.mailer.send(compose(to, &user.username, kind)?);
+        Ok(())
+    }
+
+    fn notify(&self, to: &str, username: &str, kind: EmailKind<'_>) -> Result<()> {
+        self.mailer.send(compose(to, username, kind)?);
+        Ok(())
+    }
+}
+
+/// Sends a reset link to every account matching `identifier` (an email address or a
+/// username) that has an address. Says nothing about whether one exists: callers answer the
+/// same either way and run this in the background.
+pub async fn request_password_reset(
+    store: &dyn Store,
+    out: &Outbound<'_>,
+    identifier: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let users = if identifier.contains('@') {
+        store.users_by_email(identifier.trim()).await?
+    } else {
+        store
+            .user_by_key(&Username::fold(identifier))
+            .await?
+            .into_iter()
+            .collect()
+    };
+    for user in users.iter().filter(|u| !u.disabled) {
+        if let Some(email) = &user.email {
+            out.send_link(store, user, email, EmailTokenPurpose::PasswordReset, now)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets a new password with a reset token; ends every session and tells the user by email.
+pub async fn confirm_password_reset(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    out: &Outbound<'_>,
+    token: &str,
+    new_password: String,
+    now: DateTime<Utc>,
+) -> Result<User> {
+    let invalid = || {
+        Error::BadRequest("This reset link is invalid or has expired. Ask for a new one.".into())
+    };
+    // Check the password first, so a weak one does not burn the single-use token.
+    let password =
+        Password::new(new_password).map_err(|msg| Error::validation("new_password", msg))?;
+    let consumed = store
+        .consume_email_token(&hash_token(token), EmailTokenPurpose::PasswordReset, now)
+        .await?;
+    let user = match consumed {
+        Some(c) => store.user_by_id(c.user_id).await?.ok_or_else(invalid)?,
+        None => return Err(invalid()),
+    };
+    let hash = hasher.hash(&password).await?;
+    store.set_password_hash(user.id, &hash, now).await?;
+    // A reset always opens an account slowed down or locked by failed logins.
+    super::throttle::clear(store, &user.username).await?;
+    let ended = store.delete_other_sessions(user.id, None).await?;
+    tracing::info!(
+        user_id = user.id,
+        ended,
+        "password reset; all sessions ended"
+    );
+    if let Some(email) = &user.email {
+        out.notify(email, &user.username, EmailKind::PasswordChanged)?;
+    }
+    Ok(user)
+}
+
+/// Mails a verification link for `email` to that address.
+pub async fn send_verification(
+    store: &dyn Store,
+    out: &Outbound<'_>,
+    user: &User,
+    email: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    out.send_link(store, user, email, EmailTokenPurpose::VerifyEmail, now)
+        .await
+}
+
+/// Confirms an address with a verification token: the user's email becomes it, verified.
+pub async fn confirm_email(store: &dyn Store, token: &str, now: DateTime<Utc>) -> Result<User> {
+    let invalid = || Error::BadRequest("This confirmation link is invalid or has expired.".into());
+    let consumed = store
+        .consume_email_token(&hash_token(token), EmailTokenPurpose::VerifyEmail, now)
+        .await?
+        .ok_or_else(invalid)?;
+    let email = consumed.email.ok_or_else(invalid)?;
+    store.set_email(consumed.user_id, &email, true, now).await?;
+    store
+        .user_by_id(consumed.user_id)
+        .await?
+        .ok_or_else(invalid)
+}
+
+/// Starts a change of address: needs the current password; the new address gets a
+/// verification link and the old one a notice. Nothing changes until the link is used.
+pub async fn request_email_change(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    out: &Outbound<'_>,
+    user: &User,
+    current_password: String,
+    new_email: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let new_email = Email::parse(new_email).map_err(|msg| Error::validation("email", msg))?;
+    let credentials = store
+        .credentials_by_key(&Username::fold(&user.username))
+        .await?
+        .ok_or(Error::NotFound)?;
+    let attempt = Password::attempt(current_password).ok_or_else(wrong_password)?;
+    if hasher
+        .verify(&attempt, Some(&credentials.hashed_password))
+        .await?
+        == Verification::Mismatch
+    {
+        return Err(wrong_password());
+    }
+    send_verification(store, out, user, new_email.as_str(), now).await?;
+    if let Some(old) = user
+        .email
+        .as_deref()
+        .filter(|old| !old.eq_ignore_ascii_case(new_email.as_str()))
+    {
+        out.notify(
+            old,
+            &user.username,
+            EmailKind::EmailChangeRequested {
+                new_email: new_email.as_str(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn wrong_password() -> Error {
+    Error::BadRequest("Current password is incorrect".into())
+}
+
+/// With `REQUIRE_EMAIL_VERIFICATION`, login waits for a verified address.
+pub fn ensure_verified(mail: &MailConfig, user: &User) -> Result<()> {
+    if mail.require_verification && !user.email_verified {
+        return Err(Error::Forbidden(
+            "Email address not verified: open the link we sent you, or ask for a new one".into(),
+        ));
+    }
+    Ok(())
+}

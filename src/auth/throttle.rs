@@ -1,0 +1,136 @@
+//! The slow-down of an account after consecutive failed logins (NIST SP 800-63B rev. 4,
+//! section 3.2.2). The count lives in the database, keyed by a hash of the typed name, so it
+//! holds across restarts and instances, and an unknown name is counted and slowed exactly like
+//! a known one: the answers never tell whether an account exists.
+//!
+//! After `free_failures`, an attempt before the delay has passed is refused without checking
+//! the password; the delay doubles per failure up to `max_delay`. At `lock_after` (at most
+//! 100) failures, only a password reset (`clear`) opens the account again, so an attacker can
+//! hold it closed no longer than it takes its owner to reset.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::config::LoginThrottle;
+use crate::domain::Username;
+use crate::error::{Error, Result};
+use crate::store::{LoginFailures, Store};
+
+/// The key of a typed name: SHA-256 of its folded form, so a password typed into the
+/// username field is never stored in clear.
+pub fn name_hash(username: &str) -> String {
+    hex::encode(Sha256::digest(Username::fold(username).as_bytes()))
+}
+
+/// Whether a login attempt may be checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Too many failures lately: try again after this long.
+    Wait(Duration),
+    /// Too many failures in a row: only a password reset opens the account.
+    Locked,
+}
+
+/// The gate for an account with these failures, at `now`.
+pub fn gate(policy: &LoginThrottle, failures: Option<LoginFailures>, now: DateTime<Utc>) -> Gate {
+    let Some(LoginFailures {
+        failures,
+        last_failure_at,
+    }) = failures
+    else {
+        return Gate::Open;
+    };
+    let failures = u32::try_from(failures).unwrap_or(0);
+    if failures >= policy.lock_after.min(100) {
+        return Gate::Locked;
+    }
+    if failures < policy.free_failures {
+        return Gate::Open;
+    }
+    let doublings = (failures - policy.free_failures).min(30);
+    let delay = policy
+        .base_delay
+        .saturating_mul(1 << doublings)
+        .min(policy.max_delay);
+    let until =
+        last_failure_at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    match (until - now).to_std() {
+        Ok(left) if !left.is_zero() => Gate::Wait(left),
+        _ => Gate::Open,
+    }
+}
+
+/// Refuses the attempt while the account named `username` is slowed down or locked.
+pub async fn check(
+    store: &dyn Store,
+    policy: &LoginThrottle,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let failures = store.login_failures(&name_hash(username)).await?;
+    match gate(policy, failures, now) {
+        Gate::Open => Ok(()),
+        Gate::Wait(left) => Err(Error::TooManyRequests {
+            detail: "Too many failed login attempts for this account; try again later".into(),
+            retry_after: Some(left.as_secs().max(1) + u64::from(left.subsec_nanos() > 0)),
+        }),
+        Gate::Locked => Err(Error::TooManyRequests {
+            detail:
+                "Too many failed login attempts for this account; reset the password to sign in"
+                    .into(),
+            retry_after: None,
+        }),
+    }
+}
+
+/// Counts a failed attempt against the typed name.
+pub async fn record_failure(store: &dyn Store, username: &str, now: DateTime<Utc>) -> Result<()> {
+    store.add_login_failure(&name_hash(username), now).await?;
+    Ok(())
+}
+
+/// Forgets the failures of an account: after a successful login, a password change or a
+/// password reset (which always works, even on a locked account).
+pub async fn clear(store: &dyn Store, username: &str) -> Result<()> {
+    store.clear_login_failures(&name_hash(username)).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(failures: i32, seconds_ago: i64, now: DateTime<Utc>) -> Option<LoginFailures> {
+        Some(LoginFailures {
+            failures,
+            last_failure_at: now - chrono::Duration::seconds(seconds_ago),
+        })
+    }
+
+    #[test]
+    fn the_delay_grows_then_caps_and_the_hundredth_failure_locks() {
+        let policy = LoginThrottle::default();
+        let now = Utc::now();
+        assert_eq!(gate(&policy, None, now), Gate::Open);
+        assert_eq!(gate(&policy, at(4, 0, now), now), Gate::Open);
+        let wait = |failures| match gate(&policy, at(failures, 0, now), now) {
+            Gate::Wait(left) => left,
+            other => panic!("{failures}: {other:?}"),
+        };
+        assert!(wait(5) <= Duration::from_secs(2));
+        assert!(wait(7) > Duration::from_secs(7) && wait(7) <= Duration::from_secs(8));
+        assert_eq!(wait(60), Duration::from_secs(15 * 60));
+        assert_eq!(gate(&policy, at(60, 15 * 60, now), now), Gate::Open);
+        assert_eq!(gate(&policy, at(100, 86_400, now), now), Gate::Locked);
+    }
+
+    #[test]
+    fn names_are_keyed_by_their_folded_hash() {
+        assert_eq!(name_hash("Alice"), name_hash("alice"));
+        assert_ne!(name_hash("alice"), name_hash("bob"));
+        assert_eq!(name_hash("alice").len(), 64);
+    }
+}

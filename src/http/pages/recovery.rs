@@ -1,0 +1,150 @@
+//! Pages of the email flows: forgot password, reset password, confirm email address.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage};
+use super::{CsrfForm, PageContext, PageError, render};
+use crate::auth::recovery::{confirm_email, confirm_password_reset};
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::recovery::{RESET_SENT, VERIFICATION_SENT, start_resend, start_reset};
+
+pub async fn show_forgot(ctx: PageContext) -> Response {
+    let page = ForgotPasswordPage {
+        nav: Nav::from_context(&ctx),
+        notice: None,
+        error: None,
+    };
+    (ctx.jar, render(StatusCode::OK, &page)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ForgotFields {
+    #[serde(default)]
+    identifier: String,
+}
+
+pub async fn submit_forgot(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    _: crate::http::rate_limit::PerIpPage<crate::http::rate_limit::PasswordReset>,
+    CsrfForm(fields): CsrfForm<ForgotFields>,
+) -> Response {
+    let identifier = fields.identifier.trim().to_string();
+    let (status, notice, error) = if identifier.is_empty() {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            Some("Enter your email address or username.".to_string()),
+        )
+    } else {
+        start_reset(&state, identifier);
+        (StatusCode::OK, Some(RESET_SENT), None)
+    };
+    let page = ForgotPasswordPage {
+        nav: Nav::from_context(&ctx),
+        notice,
+        error,
+    };
+    (ctx.jar, render(status, &page)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn show_reset(ctx: PageContext, Query(query): Query<TokenQuery>) -> Response {
+    let page = ResetPasswordPage {
+        nav: Nav::from_context(&ctx),
+        token: query.token,
+        error: None,
+    };
+    (ctx.jar, render(StatusCode::OK, &page)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResetFields {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+pub async fn submit_reset(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    CsrfForm(fields): CsrfForm<ResetFields>,
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    let store = state.store.as_ref();
+    let outcome = confirm_password_reset(
+        store,
+        &state.hasher,
+        &state.outbound(),
+        &fields.token,
+        fields.new_password,
+        now,
+    )
+    .await;
+    match outcome {
+        Ok(_) => Ok(Redirect::to("/login?notice=password-reset").into_response()),
+        Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
+            let page = ResetPasswordPage {
+                nav: Nav::from_context(&ctx),
+                token: fields.token,
+                error: Some(err.detail()),
+            };
+            Ok((ctx.jar, render(err.status(), &page)).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The link in a confirmation email: proves the address and says so.
+pub async fn verify_email(
+    State(state): State<AppState>,
+    Query(query): Query<TokenQuery>,
+) -> Result<Response, PageError> {
+    match confirm_email(state.store.as_ref(), &query.token, state.clock.now()).await {
+        Ok(user) => {
+            let message = format!(
+                "The address {} is now confirmed for the account {}.",
+                user.email.as_deref().unwrap_or_default(),
+                user.username
+            );
+            let page = ErrorPage {
+                nav: Nav::anonymous(),
+                title: "Email address confirmed",
+                message: &message,
+            };
+            Ok(render(StatusCode::OK, &page))
+        }
+        Err(err @ Error::BadRequest(_)) => Err(err.into()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResendFields {
+    #[serde(default)]
+    username: String,
+}
+
+/// "Send the link again" from the login page.
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    CsrfForm(fields): CsrfForm<ResendFields>,
+) -> Response {
+    start_resend(&state, fields.username);
+    let page = ErrorPage {
+        nav: Nav::anonymous(),
+        title: "Check your inbox",
+        message: VERIFICATION_SENT,
+    };
+    render(StatusCode::ACCEPTED, &page)
+}

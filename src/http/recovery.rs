@@ -1,0 +1,251 @@
+//! The email flows over the JSON API: password reset, resending verification, and changing
+//! the email address (`PATCH /users/me`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::doc_responses::{BearerErrors, BodyErrors};
+use super::docs::ErrorBody;
+use super::users::UserResponse;
+use super::{ApiJson, AppState, AuthUser};
+use crate::auth::recovery::{
+    confirm_password_reset, request_email_change, request_password_reset, send_verification,
+};
+use crate::domain::Username;
+use crate::error::{Error, Result};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(reset_request))
+        .routes(routes!(reset_confirm))
+        .routes(routes!(resend_verification))
+        .routes(routes!(update_me))
+}
+
+/// The same answer whether or not an account matched, so the endpoint reveals nothing.
+pub const RESET_SENT: &str =
+    "If an account matches, a link to reset its password has been sent to its email address.";
+pub const VERIFICATION_SENT: &str =
+    "If the account has an unverified email address, a new confirmation link has been sent to it.";
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Detail {
+    detail: &'static str,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct ResetRequest {
+    /// The account's email address, or
+    #[serde(default)]
+    email: Option<String>,
+    /// its username.
+    #[serde(default)]
+    username: Option<String>,
+}
+
+/// Starts a password reset: the link goes out by email, in the background.
+#[utoipa::path(
+    post,
+    path = "/password-reset",
+    tag = "recovery",
+    request_body = ResetRequest,
+    responses(
+        (status = 202, description = "Accepted (always the same answer)", body = Detail),
+        (status = 429, description = "Too many reset requests from this address",
+         body = super::docs::ErrorBody,
+         headers(("Retry-After" = String, description = "Seconds to wait"))),
+        BodyErrors,
+    )
+)]
+async fn reset_request(
+    State(state): State<AppState>,
+    _: super::rate_limit::PerIp<super::rate_limit::PasswordReset>,
+    ApiJson(request): ApiJson<ResetRequest>,
+) -> Result<(StatusCode, Json<Detail>)> {
+    let identifier = request
+        .email
+        .or(request.username)
+        .filter(|i| !i.trim().is_empty())
+        .ok_or_else(|| Error::validation("email", "Give an email address or a username"))?;
+    start_reset(&state, identifier);
+    Ok((StatusCode::ACCEPTED, Json(Detail { detail: RESET_SENT })))
+}
+
+/// Looks the account up and sends the link off the request path, so the answer takes the
+/// same time whether or not the account exists.
+pub fn start_reset(state: &AppState, identifier: String) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let now = state.clock.now();
+        if let Err(e) =
+            request_password_reset(state.store.as_ref(), &state.outbound(), &identifier, now).await
+        {
+            tracing::warn!(error = %e, "password reset request failed");
+        }
+    });
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct ResetConfirm {
+    /// The token from the emailed link.
+    token: String,
+    /// 8 to 128 characters of any kind.
+    #[schema(format = Password)]
+    new_password: String,
+}
+
+/// Sets a new password with the emailed token. Every session of the user ends.
+#[utoipa::path(
+    post,
+    path = "/password-reset/confirm",
+    tag = "recovery",
+    request_body = ResetConfirm,
+    responses(
+        (status = 200, description = "Password reset", body = Detail),
+        (status = 400, description = "Invalid, used or expired token", body = ErrorBody),
+        BodyErrors,
+    )
+)]
+async fn reset_confirm(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ResetConfirm>,
+) -> Result<Json<Detail>> {
+    let now = state.clock.now();
+    let store = state.store.as_ref();
+    confirm_password_reset(
+        store,
+        &state.hasher,
+        &state.outbound(),
+        &request.token,
+        request.new_password,
+        now,
+    )
+    .await?;
+    Ok(Json(Detail {
+        detail: "Your password has been reset. Log in with the new one.",
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResendRequest {
+    pub username: String,
+}
+
+/// Sends a new confirmation link to the account's unverified address.
+#[utoipa::path(
+    post,
+    path = "/verify-email/resend",
+    tag = "recovery",
+    request_body = ResendRequest,
+    responses((status = 202, description = "Accepted (always the same answer)", body = Detail), BodyErrors)
+)]
+async fn resend_verification(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ResendRequest>,
+) -> (StatusCode, Json<Detail>) {
+    start_resend(&state, request.username);
+    (
+        StatusCode::ACCEPTED,
+        Json(Detail {
+            detail: VERIFICATION_SENT,
+        }),
+    )
+}
+
+/// Resends a verification link in the background (same answer whatever the account).
+pub fn start_resend(state: &AppState, username: String) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let now = state.clock.now();
+        let store = state.store.as_ref();
+        let result = async {
+            let user = store.user_by_key(&Username::fold(&username)).await?;
+            match user.as_ref().filter(|u| !u.email_verified) {
+                Some(user) => match &user.email {
+                    Some(email) => {
+                        send_verification(store, &state.outbound(), user, email, now).await
+                    }
+                    None => Ok(()),
+                },
+                None => Ok(()),
+            }
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(error = %e, "resending verification failed");
+        }
+    });
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct UserUpdate {
+    /// A new address: confirmed by a link sent to it before it replaces the current one.
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    full_name: Option<String>,
+    /// Required to change the email address.
+    #[serde(default)]
+    #[schema(format = Password)]
+    current_password: Option<String>,
+}
+
+/// Updates the caller. An email change needs the current password and applies only when the
+/// new address is confirmed; the old address is told.
+#[utoipa::path(
+    patch,
+    path = "/users/me",
+    tag = "users",
+    request_body = UserUpdate,
+    security(("OAuth2PasswordBearer" = [])),
+    responses(
+        (status = 200, description = "The user (email unchanged until confirmed)", body = UserResponse),
+        (status = 400, description = "The current password is incorrect", body = ErrorBody),
+        BodyErrors,
+        BearerErrors,
+    )
+)]
+async fn update_me(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(update): ApiJson<UserUpdate>,
+) -> Result<Json<UserResponse>> {
+    let now = state.clock.now();
+    let store = state.store.as_ref();
+    if let Some(full_name) = update.full_name {
+        let full_name = full_name.trim();
+        if full_name.chars().count() > 200 {
+            return Err(Error::validation(
+                "full_name",
+                "Full name must be at most 200 characters long",
+            ));
+        }
+        store
+            .set_full_name(user.id, (!full_name.is_empty()).then_some(full_name), now)
+            .await?;
+    }
+    if let Some(email) = update.email {
+        let password = update.current_password.ok_or_else(|| {
+            Error::validation(
+                "current_password",
+                "The current password is required to change the email address",
+            )
+        })?;
+        request_email_change(
+            store,
+            &state.hasher,
+            &state.outbound(),
+            &user,
+            password,
+            &email,
+            now,
+        )
+        .await?;
+    }
+    let user = store.user_by_id(user.id).await?.ok_or(Error::NotFound)?;
+    Ok(Json(user.into()))
+}

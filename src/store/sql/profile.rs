@@ -1,0 +1,98 @@
+//! SQL of `ProfileStore`: email, name, and the emailed tokens.
+
+macro_rules! impl_profile_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::ProfileStore for $store {
+            async fn user_by_id(&self, user_id: i64) -> $crate::store::StoreResult<Option<$crate::store::User>> {
+                let sql = concat!("SELECT ", $crate::store::sql::user_columns!(), " FROM users WHERE id = $1");
+                Ok(sqlx::query_as(sql).bind(user_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn users_by_email(&self, email: &str) -> $crate::store::StoreResult<Vec<$crate::store::User>> {
+                let sql = concat!(
+                    "SELECT ",
+                    $crate::store::sql::user_columns!(),
+                    " FROM users WHERE LOWER(email) = LOWER($1) ORDER BY id LIMIT 10"
+                );
+                Ok(sqlx::query_as(sql).bind(email).fetch_all(&self.pool).await?)
+            }
+
+            async fn create_email_token(&self, token: $crate::store::NewEmailToken) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL")
+                    .bind(token.created_at)
+                    .bind(token.user_id)
+                    .bind(token.purpose.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO email_tokens (user_id, purpose, token_hash, email, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(token.user_id)
+                .bind(token.purpose.as_str())
+                .bind(&token.token_hash)
+                .bind(token.email.as_deref())
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn consume_email_token(
+                &self,
+                token_hash: &str,
+                purpose: $crate::store::EmailTokenPurpose,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ConsumedEmailToken>> {
+                // One statement: two concurrent uses cannot both succeed.
+                let sql = "UPDATE email_tokens SET used_at = $1 \
+                           WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+                           RETURNING user_id, email";
+                Ok(sqlx::query_as(sql)
+                    .bind(now)
+                    .bind(token_hash)
+                    .bind(purpose.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn set_email(
+                &self,
+                user_id: i64,
+                email: &str,
+                verified: bool,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE users SET email = $1, email_verified = $2, updated_at = $3 WHERE id = $4")
+                    .bind(email)
+                    .bind(verified)
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_full_name(
+                &self,
+                user_id: i64,
+                full_name: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE users SET full_name = $1, updated_at = $2 WHERE id = $3")
+                    .bind(full_name)
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(in crate::store) use impl_profile_store;

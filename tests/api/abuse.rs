@@ -1,0 +1,281 @@
+//! Abuse protection: per-address rate limits, the per-account login slow-down (the same for
+//! unknown names, kept in the database), and the bounded hashing queue.
+
+use std::time::Duration;
+
+use gatehouse::config::{LoginThrottle, RateLimit};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, assert_detail, spawn_app, spawn_app_with};
+
+both_backends!(
+    per_address_limits_answer_429_with_retry_after_then_refill,
+    page_forms_over_the_limit_show_a_readable_page,
+    brute_force_slows_the_account_down_while_others_still_log_in,
+    unknown_and_known_names_get_the_same_answers_through_the_same_checks,
+    the_slow_down_survives_a_restart,
+    the_hundredth_failure_locks_until_a_reset_clears_it,
+);
+
+const PASSWORD: &str = "correct horse battery";
+const SLOWED: &str = "Too many failed login attempts for this account; try again later";
+
+/// The `detail`, status and whether `Retry-After` came: all a client learns from an answer.
+async fn answer(response: reqwest::Response) -> (StatusCode, bool, Value) {
+    let status = response.status();
+    let retry = response.headers().contains_key("retry-after");
+    (status, retry, response.json().await.unwrap())
+}
+
+/// Posts a page form as a browser would, with the CSRF token of `from`.
+pub async fn submit_form(
+    app: &TestApp,
+    from: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let page = app.client.get(app.url(from)).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    let csrf = html[start..].split('"').next().unwrap().to_string();
+    let mut form = fields.to_vec();
+    form.push(("csrf_token", &csrf));
+    app.client
+        .post(app.url(action))
+        .header("origin", &app.base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn per_address_limits_answer_429_with_retry_after_then_refill(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.abuse.rate_limits.login = RateLimit::per_minute(3);
+        config.abuse.rate_limits.signup = RateLimit::per_minute(2);
+        config.abuse.rate_limits.password_reset = RateLimit::per_minute(2);
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.login("nobody", "guess").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let headers = assert_detail(
+        app.login("nobody", "guess").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+    )
+    .await;
+    assert_eq!(headers["retry-after"], "20", "one token back every 20 s");
+    app.clock.advance(chrono::Duration::seconds(20));
+    assert_eq!(
+        app.login("nobody", "guess").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    assert_eq!(app.signup("alice", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(app.signup("bob", PASSWORD).await.status(), StatusCode::OK);
+    let over = app.signup("carol", PASSWORD).await;
+    let headers = assert_detail(over, StatusCode::TOO_MANY_REQUESTS, "Too many requests").await;
+    assert!(headers.contains_key("retry-after"));
+
+    // Password-reset requests: known and unknown names get the same answer, then the limit.
+    let known = answer(
+        app.post_json("/password-reset", &json!({"username": "alice"}))
+            .await,
+    )
+    .await;
+    let unknown = answer(
+        app.post_json("/password-reset", &json!({"username": "zed"}))
+            .await,
+    )
+    .await;
+    assert_eq!(known, unknown);
+    assert_eq!(known.0, StatusCode::ACCEPTED);
+    let over = app
+        .post_json("/password-reset", &json!({"username": "alice"}))
+        .await;
+    assert_detail(over, StatusCode::TOO_MANY_REQUESTS, "Too many requests").await;
+
+    // The first refusal of a run is in the audit trail, once.
+    let recorded = app
+        .fetch_text(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM events WHERE kind = $1 AND detail = 'rate limit: login'",
+            "throttled",
+        )
+        .await;
+    assert_eq!(recorded.as_deref(), Some("1"));
+}
+
+async fn page_forms_over_the_limit_show_a_readable_page(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.abuse.rate_limits.login = RateLimit::per_minute(1);
+    })
+    .await;
+    let fields = [("username", "nobody"), ("password", "guess")];
+    let first = submit_form(&app, "/login", "/login", &fields).await;
+    assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+    let over = submit_form(&app, "/login", "/login", &fields).await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(over.headers().contains_key("retry-after"));
+    assert!(
+        over.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = over.text().await.unwrap();
+    assert!(
+        html.contains("Too many attempts from your network"),
+        "{html}"
+    );
+}
+
+async fn brute_force_slows_the_account_down_while_others_still_log_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("alice", PASSWORD).await;
+    app.signup("bob", PASSWORD).await;
+    let free = LoginThrottle::default().free_failures;
+    let mut slowed_at = None;
+    for attempt in 1..=20 {
+        let (status, _, body) = answer(app.login("alice", &format!("guess {attempt}")).await).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body, json!({"detail": SLOWED}));
+            slowed_at = Some(attempt);
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        slowed_at,
+        Some(free + 1),
+        "slowed down after {free} failures"
+    );
+
+    // Even the right password waits; another account is untouched.
+    let (status, retry, _) = answer(app.login("alice", PASSWORD).await).await;
+    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    assert_eq!(app.login("bob", PASSWORD).await.status(), StatusCode::OK);
+
+    // Once the delay has passed, the right password works and clears the count.
+    app.clock.advance(chrono::Duration::seconds(3));
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+    let rows = app
+        .fetch_text(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM login_throttle WHERE failures > 0 AND $1 = $1",
+            "",
+        )
+        .await;
+    assert_eq!(rows.as_deref(), Some("0"));
+    assert_eq!(
+        app.login("alice", "guess").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn unknown_and_known_names_get_the_same_answers_through_the_same_checks(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("alice", PASSWORD).await;
+    for attempt in 0..8 {
+        let checks_before = app.state.hasher.verifications();
+        let known = answer(app.login("alice", "wrong guess").await).await;
+        let checks_known = app.state.hasher.verifications() - checks_before;
+        let checks_before = app.state.hasher.verifications();
+        let unknown = answer(app.login("nobody", "wrong guess").await).await;
+        let checks_unknown = app.state.hasher.verifications() - checks_before;
+        assert_eq!(known, unknown, "attempt {attempt}");
+        // A password check (the real hash, or the dummy one) runs for both, or for neither.
+        assert_eq!(checks_known, checks_unknown, "attempt {attempt}");
+        let throttled = known.0 == StatusCode::TOO_MANY_REQUESTS;
+        assert_eq!(checks_known, u64::from(!throttled));
+    }
+    // Neither name is stored in clear.
+    for name in ["alice", "nobody"] {
+        let stored = app
+            .fetch_text(
+                "SELECT name_hash FROM login_throttle WHERE name_hash = $1",
+                name,
+            )
+            .await;
+        assert_eq!(stored, None);
+    }
+}
+
+async fn the_slow_down_survives_a_restart(backend: Backend) {
+    let first = spawn_app(backend).await;
+    first.signup("alice", PASSWORD).await;
+    for _ in 0..LoginThrottle::default().free_failures {
+        first.login("alice", "wrong guess").await;
+    }
+    let url = first.state.config.database_url.clone();
+    let second = spawn_app_with(backend, move |config| config.database_url = url).await;
+    let (status, retry, body) = answer(second.login("alice", PASSWORD).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry);
+    assert_eq!(body, json!({"detail": SLOWED}));
+}
+
+async fn the_hundredth_failure_locks_until_a_reset_clears_it(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.abuse.login_throttle = LoginThrottle {
+            free_failures: 200,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(1),
+            lock_after: 1000,
+        };
+    })
+    .await;
+    app.signup("alice", PASSWORD).await;
+    // Never more than 100 consecutive failures, whatever the configuration says.
+    for _ in 0..100 {
+        assert_eq!(
+            app.login("alice", "wrong guess").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    app.clock.advance(chrono::Duration::days(30));
+    let (status, retry, body) = answer(app.login("alice", PASSWORD).await).await;
+    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, false));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reset the password")
+    );
+    // What a password reset does: the account opens again at once.
+    gatehouse::auth::throttle::clear(app.state.store.as_ref(), "alice")
+        .await
+        .unwrap();
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_503_with_retry_after() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.abuse.hash_max_wait = Duration::ZERO;
+    })
+    .await;
+    // Every slot busy at once: logins that cannot get one in time are refused, not queued.
+    let logins = (0..24).map(|n| {
+        let app = &app;
+        async move { answer(app.login(&format!("user{n}"), "some guess").await).await }
+    });
+    let answers = futures::future::join_all(logins).await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(!busy.is_empty(), "some logins waited too long: {answers:?}");
+    for (_, retry, body) in busy {
+        assert!(retry);
+        assert_eq!(
+            body,
+            &json!({"detail": "Too many logins in progress; try again in a moment"})
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! The email flows end to end through a real SMTP server: password reset, verification,
+//! email change, and the verification requirement.
+
+use chrono::Duration;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, assert_detail, spawn_app_with};
+use crate::mail::SmtpSink;
+
+both_backends!(
+    password_reset_by_email_ends_sessions_and_is_single_use,
+    reset_answers_the_same_for_unknown_accounts,
+    a_newer_reset_request_and_expiry_invalidate_a_token,
+    signup_sends_a_verification_link,
+    required_verification_refuses_login_until_confirmed,
+    email_change_applies_only_when_the_new_address_is_confirmed,
+);
+
+const PASSWORD: &str = "correct horse battery";
+const NEW_PASSWORD: &str = "another quite long passphrase";
+const RESET_SENT: &str =
+    "If an account matches, a link to reset its password has been sent to its email address.";
+
+async fn app_with_smtp(backend: Backend, require_verification: bool) -> (TestApp, SmtpSink) {
+    let smtp = SmtpSink::start();
+    let url = smtp.url.clone();
+    let app = spawn_app_with(backend, move |config| {
+        config.mail.smtp_url = Some(url);
+        config.mail.require_verification = require_verification;
+    })
+    .await;
+    (app, smtp)
+}
+
+async fn signup_with_email(app: &TestApp, username: &str, email: &str) {
+    let response = app
+        .post_json(
+            "/users/",
+            &json!({"username": username, "password": PASSWORD, "email": email}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn request_reset(app: &TestApp, body: Value) -> reqwest::Response {
+    app.post_json("/password-reset", &body).await
+}
+
+async fn confirm_reset(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
+    app.post_json(
+        "/password-reset/confirm",
+        &json!({"token": token, "new_password": password}),
+    )
+    .await
+}
+
+async fn password_reset_by_email_ends_sessions_and_is_single_use(backend: Backend) {
+    let (app, smtp) = app_with_smtp(backend, false).await;
+    signup_with_email(&app, "alice", "alice@example.com").await;
+    smtp.expect("alice@example.com", "Confirm your email").await;
+    let old_session = app.token_for("alice", PASSWORD).await;
+
+    let response = request_reset(&app, json!({"email": "alice@example.com"})).await;
+    assert_detail(response, StatusCode::ACCEPTED, RESET_SENT).await;
+    let mail = smtp
+        .expect("alice@example.com", "Reset your Gatehouse password")
+        .await;
+    assert!(
+        mail.raw.contains("Content-Type: text/plain")
+            && mail.raw.contains("Content-Type: text/html"),
+        "two parts"
+    );
+    let link = mail.link("/reset-password");
+    assert!(
+        link.starts_with(&app.base),
+        "the link points at the service: {link}"
+    );
+    let token = mail.token("/reset-password");
+    assert!(token.len() >= 43, "256 bits");
+    assert_eq!(
+        app.fetch_text(
+            "SELECT token_hash FROM email_tokens WHERE token_hash = $1",
+            &token
+        )
+        .await,
+        None,
+        "only a hash is stored"
+    );
+
+    assert_eq!(
+        confirm_reset(&app, &token, "short").await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let done = confirm_reset(&app, &token, NEW_PASSWORD).await;
+    assert_eq!(
+        done.status(),
+        StatusCode::OK,
+        "a weak attempt does not burn the token"
+    );
+    assert_eq!(
+        app.get_me(&old_session).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "old sessions ended"
+    );
+    assert_eq!(
+        app.login("alice", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("alice", NEW_PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    smtp.expect("alice@example.com", "password was changed")
+        .await;
+
+    let again = confirm_reset(&app, &token, "yet another long passphrase").await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST, "single use");
+}
+
+async fn reset_answers_the_same_for_unknown_accounts(backend: Backend) {
+    let (app, smtp) = app_with_smtp(backend, false).await;
+    signup_with_email(&app, "alice", "alice@example.com").await;
+    smtp.expect("alice@example.com", "Confirm").await;
+    for body in [
+        json!({"email": "alice@example.com"}),
+        json!({"email": "nobody@example.com"}),
+        json!({"username": "alice"}),
+        json!({"username": "nobody"}),
+    ] {
+        let response = request_reset(&app, body.clone()).await;
+        assert_detail(response, StatusCode::ACCEPTED, RESET_SENT).await;
+    }
+    smtp.expect("alice@example.com", "Reset").await;
+    smtp.expect("alice@example.com", "Reset").await;
+    assert_eq!(smtp.count_for("nobody@example.com"), 0);
+    assert_eq!(
+        request_reset(&app, json!({})).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+async fn a_newer_reset_request_and_expiry_invalidate_a_token(backend: Backend) {
+    let (app, smtp) = app_with_smtp(backend, false).await;
+    signup_with_email(&app, "alice", "alice@example.com").await;
+    smtp.expect("alice@example.com", "Confirm").await;
+    request_reset(&app, json!({"username": "alice"})).await;
+    let first = smtp
+        .expect("alice@example.com", "Reset")
+        .await
+        .token("/reset-password");
+    request_reset(&app, json!({"username": "alice"})).await;
+    let second = smtp
+        .expect("alice@example.com", "Reset")
+        .await
+        .token("/reset-password");
+    assert_eq!(
+        confirm_reset(&app, &first, NEW_PASSWORD).await.status(),
+        StatusCode::BAD_REQUEST,
+        "superseded"
+    );
+
+    app.clock.advance(Duration::minutes(31));
+    assert_eq!(
+        confirm_reset(&app, &second, NEW_PASSWORD).await.status(),
+        StatusCode::BAD_REQUEST,
+        "expired"
+    );
+    assert_eq!(
+        app.login("alice", PASSWORD).await.status(),
+        StatusCode::OK,
+        "nothing changed"
+    );
+}
+
+async fn signup_sends_a_verification_link(backend: Backend) {
+    let (app, smtp) = app_with_smtp(backend, false).await;
+    signup_with_email(&app, "alice", "alice@example.com").await;
+    let token = app.token_for("alice", PASSWORD).await;
+    let me: Value = app.get_me(&token).await.json().await.unwrap();
+    assert_eq!(me["email_verified"], false);
+
+    let mail = smtp
+        .expect("alice@example.com", "Confirm your email address")
+        .await;
+    let link = mail.link("/verify-email");
+    let page = app.client.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("is now confirmed"));
+    let me: Value = app.get_me(&token).await.json().await.unwrap();
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(
+        app.client.get(&link).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST,
+        "single use"
+    );
+}
+
+async fn required_verification_refuses_login_until_confirmed(backend: Backend) {
+    let (app, smtp) = app_with_smtp(backend, true).await;
+    let no_email = app.signup("bob", PASSWORD).await;
+    assert_eq!(
+        no_email.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an address is required"
+    );
+    signup_with_email(&app, "alice", "alice@example.com").await;
+    let first = smtp.expect("alice@example.com", "Confirm").await;
+    let refused = app.login("alice", PASSWORD).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("not verified"));
+
+    let resend = app
+        .post_json("/verify-email/resend", &json!({"username": "alice"}))
+        .await;
+    assert_eq!(resend.status(), StatusCode::ACCEPTED);
+    let second = smtp.expect("alice@example.com", "Confirm").await;
+    assert_eq!(
+        app.client
+            .get(first.link("/verify-email"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST,
+        "superseded"
+    );
+    assert_eq!(
+        app.client
+            .get(second.link("/verify-email"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}
+
+async fn email_change_applies_only_when_the_new_address_is_confirmed(backend: Backend) {
+    let (app, smtp) = app_with_smtp(backend, false).await;
+    signup_with_email(&app, "alice", "old@example.com").await;
+    smtp.expect("old@example.com", "Confirm").await;
+    let token = app.token_for("alice", PASSWORD).await;
+    let patch = |body: Value| {
+        app.client
+            .patch(app.url("/users/me"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+
+    let wrong = patch(json!({"email": "new@example.com", "current_password": "wrong"}))
+        .await
+        .unwrap();
+    assert_detail(
+        wrong,
+        StatusCode::BAD_REQUEST,
+        "Current password is incorrect",
+    )
+    .await;
+    let missing = patch(json!({"email": "new@example.com"})).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let invalid = patch(json!({"email": "not an address", "current_password": PASSWORD}))
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let accepted = patch(
+        json!({"email": "new@example.com", "current_password": PASSWORD, "full_name": "Alice A."}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(accepted.status(), StatusCode::OK);
+    let body: Value = accepted.json().await.unwrap();
+    assert_eq!(
+        body["email"], "old@example.com",
+        "unchanged until confirmed"
+    );
+    assert_eq!(body["full_name"], "Alice A.");
+    smtp.expect("old@example.com", "change of your email address")
+        .await;
+    let confirm = smtp.expect("new@example.com", "Confirm").await;
+    assert_eq!(
+        app.client
+            .get(confirm.link("/verify-email"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let me: Value = app.get_me(&token).await.json().await.unwrap();
+    assert_eq!(
+        (me["email"].as_str(), me["email_verified"].as_bool()),
+        (Some("new@example.com"), Some(true))
+    );
+}
