@@ -63,6 +63,7 @@ impl PasswordHasher {
         )
         .map_err(|e| anyhow!("invalid Argon2 parameters: {e}"))?;
         let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return_large_blocks_on_free();
         let dummy_password = uuid::Uuid::new_v4().to_string();
         let dummy_hash = hash_now(&params, &dummy_password)?;
         Ok(Self {
@@ -166,6 +167,19 @@ impl<'a> WaitingGuard<'a> {
 impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Each hash allocates `memory_kib` (19 MiB by default). glibc raises its mmap threshold after
+/// the first such block is freed, and from then on keeps the blocks in per-thread arenas: a
+/// login flood, hashed on changing blocking-pool threads, grew the process past 500 MB
+/// (bench/RESULTS.md, scenario 4). A fixed threshold makes every block an mmap that is
+/// returned to the system when the hash ends.
+fn return_large_blocks_on_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

@@ -9,7 +9,7 @@ use super::PasswordHasher;
 use super::password::Verification;
 use super::session::{hash_token, new_token};
 use crate::config::MailConfig;
-use crate::domain::{Email, Password, Username};
+use crate::domain::{Email, Password, PasswordContext, PasswordPolicy, Username};
 use crate::email::{EmailKind, Mailer, compose};
 use crate::error::{Error, Result};
 use crate::store::{EmailTokenPurpose, NewEmailToken, Store, User};
@@ -104,10 +104,13 @@ pub async fn request_password_reset(
 }
 
 /// Sets a new password with a reset token; ends every session and tells the user by email.
+/// The password must pass `policy` for this account.
+#[allow(clippy::too_many_arguments)]
 pub async fn confirm_password_reset(
     store: &dyn Store,
     hasher: &PasswordHasher,
     out: &Outbound<'_>,
+    policy: &PasswordPolicy,
     token: &str,
     new_password: String,
     now: DateTime<Utc>,
@@ -115,16 +118,26 @@ pub async fn confirm_password_reset(
     let invalid = || {
         Error::BadRequest("This reset link is invalid or has expired. Ask for a new one.".into())
     };
-    // Check the password first, so a weak one does not burn the single-use token.
-    let password =
-        Password::new(new_password).map_err(|msg| Error::validation("new_password", msg))?;
-    let consumed = store
-        .consume_email_token(&hash_token(token), EmailTokenPurpose::PasswordReset, now)
-        .await?;
-    let user = match consumed {
-        Some(c) => store.user_by_id(c.user_id).await?.ok_or_else(invalid)?,
-        None => return Err(invalid()),
+    let token_hash = hash_token(token);
+    let purpose = EmailTokenPurpose::PasswordReset;
+    // Judge the password against the account before using the single-use token, so a
+    // refused password does not burn the link.
+    let owner = store
+        .email_token_owner(&token_hash, purpose, now)
+        .await?
+        .ok_or_else(invalid)?;
+    let user = store.user_by_id(owner).await?.ok_or_else(invalid)?;
+    let context = PasswordContext {
+        username: &user.username,
+        email: user.email.as_deref(),
     };
+    let password = policy
+        .check(new_password, context)
+        .map_err(|msg| Error::validation("new_password", msg))?;
+    match store.consume_email_token(&token_hash, purpose, now).await? {
+        Some(consumed) if consumed.user_id == user.id => {}
+        _ => return Err(invalid()),
+    }
     let hash = hasher.hash(&password).await?;
     store.set_password_hash(user.id, &hash, now).await?;
     // A reset always opens an account slowed down or locked by failed logins.

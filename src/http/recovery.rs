@@ -121,6 +121,7 @@ async fn reset_confirm(
         store,
         &state.hasher,
         &state.outbound(),
+        &state.config.abuse.password_policy,
         &request.token,
         request.new_password,
         now,

@@ -144,6 +144,13 @@ pub trait ProfileStore {
     async fn users_by_email(&self, email: &str) -> StoreResult<Vec<User>>;
     /// Stores a new token; older unused tokens of the same purpose for the user stop working.
     async fn create_email_token(&self, token: NewEmailToken) -> StoreResult<()>;
+    /// The user a live (unused, unexpired) token belongs to, without using it.
+    async fn email_token_owner(
+        &self,
+        token_hash: &str,
+        purpose: EmailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>>;
     /// Uses a token once: `None` if unknown, used, superseded or expired.
     async fn consume_email_token(
         &self,

@@ -5,10 +5,13 @@ mod process;
 mod schema;
 
 mod abuse;
+mod admin;
+mod admin_cli;
 mod cli;
 mod contract;
 mod docs;
 mod email;
+mod import;
 mod keys;
 mod lifecycle;
 mod logs;

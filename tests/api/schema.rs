@@ -79,8 +79,7 @@ pub fn check_response(
 async fn the_checker_refuses_bodies_that_break_the_document() {
     let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
     let document = app.openapi().await;
-    let user =
-        json!({"id": 1, "username": "foo", "email": null, "email_verified": false, "full_name": null, "disabled": false});
+    let user = json!({"id": 1, "username": "foo", "email": null, "email_verified": false, "full_name": null, "disabled": false});
     assert_eq!(
         check_response(document, "GET", "/users/me/", 200, &user),
         Ok(())

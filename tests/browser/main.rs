@@ -56,6 +56,7 @@ browser_scenarios!(
     notes_are_added_completed_and_deleted_and_stay_private,
     remember_me_keeps_the_session_cookie_for_thirty_days,
     admin_sends_a_signed_out_user_through_login_and_back,
+    a_superuser_disables_a_user_from_the_console_and_their_session_ends,
 );
 
 async fn sign_up_lands_on_the_account_page_and_log_out_ends_the_session(
@@ -236,6 +237,65 @@ async fn admin_sends_a_signed_out_user_through_login_and_back(browser: &Browser,
         .await
         .unwrap();
     assert_eq!(shown, "alice");
+}
+
+async fn a_superuser_disables_a_user_from_the_console_and_their_session_ends(
+    browser: &Browser,
+    app: &TestApp,
+) {
+    sign_up_through_the_api(app, "root").await;
+    let store = &app.state.store;
+    let root = store.user_by_key("root").await.unwrap().unwrap();
+    store
+        .set_superuser(root.id, true, chrono::Utc::now())
+        .await
+        .unwrap();
+    sign_up_through_the_api(app, "bob").await;
+    sign_up_through_the_api(app, "carol").await;
+    let bob_token = app.token_for("bob", PASSWORD).await;
+    let bob = store.user_by_key("bob").await.unwrap().unwrap();
+
+    browser.open("/admin").await;
+    log_in(browser, "root", PASSWORD, false).await;
+    browser.wait_for_url("/admin").await;
+    browser.wait_for_text("3 users").await;
+    browser.fill("q", "bo").await;
+    browser.click("#search").await;
+    browser.wait_for_url("/admin?q=bo").await;
+    browser.wait_for_text("1 user matching").await;
+    assert!(!browser.page_text().await.contains("carol"));
+    browser.click(&format!("#user-{} a", bob.id)).await;
+    browser
+        .wait_for_url(&format!("/admin/people/{}", bob.id))
+        .await;
+    browser.wait_for_text("API login").await;
+
+    browser.click("#disable").await;
+    browser
+        .wait_for_url(&format!("/admin/people/{}?notice=disabled", bob.id))
+        .await;
+    browser.wait_for_text("No live sessions.").await;
+    let status = browser.element("#user-status").await.text().await.unwrap();
+    assert_eq!(status, "disabled");
+    let sessions = app
+        .fetch_text(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM sessions WHERE user_id = \
+             (SELECT id FROM users WHERE username = $1)",
+            "bob",
+        )
+        .await;
+    assert_eq!(sessions.as_deref(), Some("0"), "bob's session has ended");
+    assert_eq!(
+        app.get_me(&bob_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let actor = app
+        .fetch_text(
+            "SELECT CAST(actor_id AS TEXT) FROM events WHERE kind = 'admin_action' AND detail = $1",
+            "disabled",
+        )
+        .await;
+    assert_eq!(actor, Some(root.id.to_string()), "recorded with its actor");
 }
 
 async fn sign_up_through_the_api(app: &TestApp, username: &str) {

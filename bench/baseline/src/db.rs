@@ -58,8 +58,18 @@ impl Db {
     /// One lookup by the unique (indexed) username key.
     pub async fn user_by_key(&self, key: &str) -> sqlx::Result<Option<UserRow>> {
         match self {
-            Self::Postgres(pool) => sqlx::query_as(USER_BY_KEY).bind(key).fetch_optional(pool).await,
-            Self::Sqlite(pool) => sqlx::query_as(USER_BY_KEY).bind(key).fetch_optional(pool).await,
+            Self::Postgres(pool) => {
+                sqlx::query_as(USER_BY_KEY)
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await
+            }
+            Self::Sqlite(pool) => {
+                sqlx::query_as(USER_BY_KEY)
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await
+            }
         }
     }
 }

@@ -24,7 +24,12 @@ struct Tally {
 
 impl Tally {
     fn fail(&self, what: impl Into<String>) {
-        *self.failures.lock().unwrap().entry(what.into()).or_default() += 1;
+        *self
+            .failures
+            .lock()
+            .unwrap()
+            .entry(what.into())
+            .or_default() += 1;
     }
 }
 
@@ -66,7 +71,9 @@ async fn connection(
     deadline: Instant,
     tally: &Tally,
 ) -> Result<(), String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let mut stream = BufReader::new(stream);
     let body = format!("username=bench{user}&password={password}");
     let request = format!(
@@ -101,7 +108,10 @@ async fn read_response(stream: &mut BufReader<TcpStream>) -> Result<(u16, bool),
     let (mut length, mut close) = (0usize, false);
     loop {
         line.clear();
-        let n = stream.read_line(&mut line).await.map_err(|e| format!("read: {e}"))?;
+        let n = stream
+            .read_line(&mut line)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
             return Err("closed before the answer".into());
         }
@@ -121,6 +131,9 @@ async fn read_response(stream: &mut BufReader<TcpStream>) -> Result<(u16, bool),
         }
     }
     let mut body = vec![0; length];
-    stream.read_exact(&mut body).await.map_err(|e| format!("read body: {e}"))?;
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("read body: {e}"))?;
     Ok((status.ok_or("no status line")?, close))
 }

@@ -32,7 +32,11 @@ pub async fn delete_account(
     let stored = credentials.as_ref().map(|c| c.hashed_password.as_str());
     let confirmed = match Password::attempt(fields.password) {
         Some(attempt) => {
-            state.hasher.verify(&attempt, stored).await.map_err(Error::from)?
+            state
+                .hasher
+                .verify(&attempt, stored)
+                .await
+                .map_err(Error::from)?
                 != Verification::Mismatch
                 && stored.is_some()
         }
@@ -50,7 +54,10 @@ pub async fn delete_account(
         actor_id: None,
         ip: None,
         user_agent: None,
-        detail: Some(format!("user {} (id {}) deleted their account", user.username, user.id)),
+        detail: Some(format!(
+            "user {} (id {}) deleted their account",
+            user.username, user.id
+        )),
         created_at: state.clock.now(),
     };
     if let Err(err) = state.store.record_event(event).await {

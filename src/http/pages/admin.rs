@@ -115,7 +115,8 @@ pub async fn home(
     let SignedInPage { ctx, signed_in } = page;
     let search = Search::from_query(&query)?;
     let found = search.run(state.store.as_ref()).await?;
-    let pages = ((found.total + i64::from(search.per_page) - 1) / i64::from(search.per_page)).max(1);
+    let pages =
+        ((found.total + i64::from(search.per_page) - 1) / i64::from(search.per_page)).max(1);
     let link = |page: u32| {
         let q: String = url::form_urlencoded::byte_serialize(search.q.as_bytes()).collect();
         format!("/admin?q={q}&page={page}")
@@ -143,7 +144,10 @@ pub async fn show_user(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let user = find(&state, &id).await?;
-    let sessions = state.store.list_sessions(user.id, state.clock.now()).await?;
+    let sessions = state
+        .store
+        .list_sessions(user.id, state.clock.now())
+        .await?;
     let events = state.store.recent_events(user.id, RECENT_EVENTS).await?;
     let page = UserPage {
         nav: Nav::from_context(&ctx),
@@ -196,8 +200,10 @@ pub async fn act(
 
 /// The user with this id; a malformed id is a missing page.
 async fn find(state: &AppState, id: &str) -> Result<User, PageError> {
-    target(state.store.as_ref(), id).await.map_err(|err| match err {
-        Error::Validation(_) => Error::NotFound.into(),
-        other => other.into(),
-    })
+    target(state.store.as_ref(), id)
+        .await
+        .map_err(|err| match err {
+            Error::Validation(_) => Error::NotFound.into(),
+            other => other.into(),
+        })
 }

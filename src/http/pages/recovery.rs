@@ -86,6 +86,7 @@ pub async fn submit_reset(
         store,
         &state.hasher,
         &state.outbound(),
+        &state.config.abuse.password_policy,
         &fields.token,
         fields.new_password,
         now,

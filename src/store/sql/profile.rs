@@ -42,6 +42,22 @@ macro_rules! impl_profile_store {
                 Ok(())
             }
 
+            async fn email_token_owner(
+                &self,
+                token_hash: &str,
+                purpose: $crate::store::EmailTokenPurpose,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<i64>> {
+                let sql = "SELECT user_id FROM email_tokens \
+                           WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3";
+                Ok(sqlx::query_scalar(sql)
+                    .bind(token_hash)
+                    .bind(purpose.as_str())
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
             async fn consume_email_token(
                 &self,
                 token_hash: &str,
