@@ -52,7 +52,7 @@ cleanup() {
     done
     wait 2>/dev/null || true
     for db in "${PG_DATABASES[@]}"; do
-        psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+        psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     done
     if [ -n "${BENCH_KEEP:-}" ]; then echo "raw outputs kept in $WORK"; else rm -rf "$WORK"; fi
 }
