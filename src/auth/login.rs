@@ -93,19 +93,7 @@ pub async fn change_password(
     let new = policy
         .check(new, context)
         .map_err(|msg| Error::validation("new_password", msg))?;
-    let credentials = store
-        .credentials_by_key(&Username::fold(&user.username))
-        .await?
-        .ok_or(Error::Unauthorized(AuthFailure::Invalid))?;
-    let current = Password::attempt(current)
-        .ok_or_else(|| Error::BadRequest("Current password is incorrect".into()))?;
-    if hasher
-        .verify(&current, Some(&credentials.hashed_password))
-        .await?
-        == Verification::Mismatch
-    {
-        return Err(Error::BadRequest("Current password is incorrect".into()));
-    }
+    confirm_current_password(store, hasher, user, current).await?;
     let hash = hasher.hash(&new).await?;
     store.set_password_hash(user.id, &hash, now).await?;
     let ended = store.delete_other_sessions(user.id, keep).await?;
@@ -116,4 +104,27 @@ pub async fn change_password(
         "password changed; other sessions ended"
     );
     Ok(ended)
+}
+
+/// Checks the signed-in user's current password, which changing the password or the email
+/// address and deleting the account all ask for.
+pub async fn confirm_current_password(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    user: &User,
+    password: String,
+) -> Result<()> {
+    let wrong = || Error::BadRequest("Current password is incorrect".into());
+    let credentials = store
+        .credentials_by_key(&Username::fold(&user.username))
+        .await?
+        .ok_or_else(wrong)?;
+    let attempt = Password::attempt(password).ok_or_else(wrong)?;
+    match hasher
+        .verify(&attempt, Some(&credentials.hashed_password))
+        .await?
+    {
+        Verification::Mismatch => Err(wrong()),
+        Verification::Match | Verification::MatchNeedsRehash => Ok(()),
+    }
 }

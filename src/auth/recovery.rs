@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 use super::PasswordHasher;
-use super::password::Verification;
+use super::login::confirm_current_password;
 use super::session::{hash_token, new_token};
 use crate::config::MailConfig;
-use crate::domain::{Email, Password, PasswordContext, PasswordPolicy, Username};
+use crate::domain::{Email, PasswordContext, PasswordPolicy, Username};
 use crate::email::{EmailKind, Mailer, compose};
 use crate::error::{Error, Result};
 use crate::store::{EmailTokenPurpose, NewEmailToken, Store, User};
@@ -193,18 +193,7 @@ pub async fn request_email_change(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let new_email = Email::parse(new_email).map_err(|msg| Error::validation("email", msg))?;
-    let credentials = store
-        .credentials_by_key(&Username::fold(&user.username))
-        .await?
-        .ok_or(Error::NotFound)?;
-    let attempt = Password::attempt(current_password).ok_or_else(wrong_password)?;
-    if hasher
-        .verify(&attempt, Some(&credentials.hashed_password))
-        .await?
-        == Verification::Mismatch
-    {
-        return Err(wrong_password());
-    }
+    confirm_current_password(store, hasher, user, current_password).await?;
     send_verification(store, out, user, new_email.as_str(), now).await?;
     if let Some(old) = user
         .email
@@ -220,10 +209,6 @@ pub async fn request_email_change(
         )?;
     }
     Ok(())
-}
-
-fn wrong_password() -> Error {
-    Error::BadRequest("Current password is incorrect".into())
 }
 
 /// With `REQUIRE_EMAIL_VERIFICATION`, login waits for a verified address.

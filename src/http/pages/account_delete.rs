@@ -6,8 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{CsrfForm, PageError, SignedInPage};
-use crate::auth::Verification;
-use crate::domain::{Password, Username};
+use crate::auth::login::confirm_current_password;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::session::end_session;
@@ -25,25 +24,13 @@ pub async fn delete_account(
     CsrfForm(fields): CsrfForm<DeleteFields>,
 ) -> Result<Response, PageError> {
     let user = &signed_in.user;
-    let credentials = state
-        .store
-        .credentials_by_key(&Username::fold(&user.username))
-        .await?;
-    let stored = credentials.as_ref().map(|c| c.hashed_password.as_str());
-    let confirmed = match Password::attempt(fields.password) {
-        Some(attempt) => {
-            state
-                .hasher
-                .verify(&attempt, stored)
-                .await
-                .map_err(Error::from)?
-                != Verification::Mismatch
-                && stored.is_some()
+    let store = state.store.as_ref();
+    match confirm_current_password(store, &state.hasher, user, fields.password).await {
+        Ok(()) => {}
+        Err(Error::BadRequest(_)) => {
+            return Ok(Redirect::to("/account?notice=delete-refused").into_response());
         }
-        None => false,
-    };
-    if !confirmed {
-        return Ok(Redirect::to("/account?notice=delete-refused").into_response());
+        Err(other) => return Err(other.into()),
     }
     let jar = end_session(&state, ctx.jar).await?;
     state.store.delete_user(user.id).await?;
