@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -135,9 +137,15 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn observe_request(
+        &self,
+        method: &str,
+        route: &str,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
         self.requests
-            .with_label_values(&[method, route, &status.to_string()])
+            .with_label_values(&[method, route, status.as_str()])
             .inc();
         self.latency
             .with_label_values(&[method, route])
@@ -178,7 +186,12 @@ mod tests {
     #[test]
     fn renders_requests_logins_and_gauges() {
         let metrics = Metrics::new();
-        metrics.observe_request("GET", "/notes/{id}", 404, Duration::from_millis(3));
+        metrics.observe_request(
+            "GET",
+            "/notes/{id}",
+            StatusCode::NOT_FOUND,
+            Duration::from_millis(3),
+        );
         metrics.count_login(LoginOutcome::BadCredentials);
         let text = metrics.render(Gauges {
             hash_slots: 2,

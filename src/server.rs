@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

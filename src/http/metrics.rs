@@ -1,5 +1,6 @@
 //! `GET /metrics` in the Prometheus text format, and the middleware that counts requests.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use crate::metrics::{CONTENT_TYPE, Gauges, UNMATCHED_ROUTE};
+use crate::metrics::{CONTENT_TYPE, Gauges, Metrics, UNMATCHED_ROUTE};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(metrics))
@@ -50,27 +51,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Counts each request by method, matched route template (never the raw path, whose values
-/// are unbounded and may carry secrets) and status, and observes its latency.
+/// are unbounded and may carry secrets) and status, and observes its latency. Runs outside
+/// the router: the route comes back on the response (`request_log::record_route`).
 pub async fn track_requests(
-    State(state): State<AppState>,
+    State(metrics): State<Arc<Metrics>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE.to_string(), |path| {
-            path.as_str().to_string()
-        });
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.observe_request(
-        method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    metrics.observe_request(method, route, response.status(), started.elapsed());
     response
 }
 

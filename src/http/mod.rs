@@ -21,11 +21,15 @@ mod sessions;
 mod token;
 mod users;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -68,38 +72,59 @@ impl AppState {
     }
 }
 
-/// The whole service as a `Router`, separate from serving so tests can drive it.
-pub fn app(state: AppState) -> Router {
+/// The whole service: the routes inside the layers every request goes through.
+///
+/// The layers wrap the router as one service instead of being added with `Router::layer`,
+/// which wraps every route separately: hyper clones the service for each request, and a stack
+/// of per-route layers costs one allocation per layer and route clone on every request.
+pub fn app(state: AppState) -> App {
     let request_id = HeaderName::from_static("x-request-id");
-    let cors = cors_layer(&state.config.cors_origins);
+    // No origins configured: same-origin only, and no CORS work on each request.
+    let cors =
+        (!state.config.cors_origins.is_empty()).then(|| cors_layer(&state.config.cors_origins));
     let headers = security_headers::SecurityHeaders {
         https: state.config.is_https(),
     };
-    Router::new()
-        // The JSON API and its documentation (`/openapi.json`, `/docs`), from one list.
-        .merge(docs::router())
-        .merge(pages::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track_requests,
-        ))
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(cors)
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+    let metrics = state.metrics.clone();
+    let service = ServiceBuilder::new()
+        // The trace layer wraps the body; one `Response` type for `axum::serve` and tests.
+        .map_response(IntoResponse::into_response)
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(request_log::layer())
         .layer(axum::middleware::from_fn_with_state(
             headers,
             security_headers::add,
         ))
-        .layer(request_log::layer())
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .option_layer(cors)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track_requests,
+        ))
+        .service(router(state));
+    App::new(service)
+}
+
+/// The service `app` returns: cheap to clone (once per request).
+pub type App = BoxCloneSyncService<Request, Response, Infallible>;
+
+/// The routes with their state, without the outer layers (tests walk its route list). Each
+/// matched route records its template for the request log and metrics
+/// (`request_log::record_route`).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        // The JSON API and its documentation (`/openapi.json`, `/docs`), from one list.
+        .merge(docs::router())
+        .merge(pages::router())
+        .route_layer(axum::middleware::from_fn(request_log::record_route))
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .with_state(state)
 }
 
 /// A 404 as a page for browsers, as JSON for API clients.
-async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
-    use axum::response::IntoResponse;
+async fn not_found(headers: axum::http::HeaderMap) -> Response {
     if pages::wants_html(&headers) {
         pages::PageError::Service(Error::NotFound).into_response()
     } else {
@@ -108,7 +133,7 @@ async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
 }
 
 /// CORS for the configured origins, with credentials, so a frontend on another origin (the
-/// tutorial's Next.js on port 3000) can call the API. No origins: same-origin only.
+/// tutorial's Next.js on port 3000) can call the API.
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let allowed: Vec<HeaderValue> = origins
         .iter()

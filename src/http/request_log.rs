@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
-
-use crate::metrics::UNMATCHED_ROUTE;
 
 type MakeSpan = fn(&Request) -> Span;
 type OnResponse = fn(&Response, Duration, &Span);
@@ -29,17 +28,29 @@ pub fn layer()
         .on_failure(())
 }
 
+/// The route is not known yet (routing comes later): `record_route` fills it in.
 fn request_span(request: &Request) -> Span {
     let id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-    tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route)
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route = tracing::field::Empty,
+    )
+}
+
+/// Runs inside the router, once a route matched: names the route template in the request's
+/// span (so every line logged while answering carries it) and on the response (for the
+/// metrics layer outside the router). Requests that match no route keep neither.
+pub async fn record_route(route: MatchedPath, request: Request, next: Next) -> Response {
+    Span::current().record("route", tracing::field::display(route.as_str()));
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(route);
+    response
 }
 
 fn log_response(response: &Response, latency: Duration, _span: &Span) {

@@ -100,7 +100,7 @@ async fn router_and_document() -> (Router, Value, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let server = Server::build(test_config(url, dir.path())).await.unwrap();
-    let router = gatehouse::http::app(server.state().clone());
+    let router = gatehouse::http::router(server.state().clone());
     let document = serde_json::to_value(gatehouse::http::docs::openapi()).unwrap();
     (router, document, dir)
 }
