@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use super::session::{hash_token, new_token};
 use crate::config::{Lifetime, SessionLifetimes};
 use crate::error::{Error, Result};
-use crate::store::{NewEvent, NewSession, Rotation, Session, SessionKind, Store, User};
+use crate::store::{
+    LiveSession, NewEvent, NewSession, Rotation, Session, SessionKind, Store, User,
+};
 
 /// Sessions are touched at most this often, so reads do not all become writes.
 const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
@@ -23,7 +25,7 @@ fn later(now: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX)
 }
 
-fn lifetime(lifetimes: &SessionLifetimes, session: &Session) -> Lifetime {
+fn lifetime(lifetimes: &SessionLifetimes, session: &LiveSession) -> Lifetime {
     match (session.kind.as_str(), session.persistent) {
         ("api", _) => lifetimes.api,
         (_, true) => lifetimes.remembered,
@@ -112,7 +114,7 @@ pub async fn refresh(
     now: DateTime<Utc>,
     presented: &str,
     client: ClientMeta,
-) -> Result<(Session, User, String)> {
+) -> Result<(LiveSession, User, String)> {
     let invalid = || Error::BadRequest("Invalid refresh token".into());
     let (next, next_hash) = new_token();
     match store
@@ -158,7 +160,7 @@ pub async fn keep_alive(
     store: &dyn Store,
     lifetimes: &SessionLifetimes,
     now: DateTime<Utc>,
-    session: &Session,
+    session: &LiveSession,
 ) -> Result<()> {
     if now - session.last_used_at < TOUCH_INTERVAL {
         return Ok(());

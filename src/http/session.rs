@@ -14,7 +14,7 @@ use crate::auth::session::hash_token;
 use crate::auth::sessions::{ClientMeta, keep_alive, start_browser_session};
 use crate::config::Config;
 use crate::error::Result;
-use crate::store::{Session, User};
+use crate::store::{LiveSession, User};
 
 /// `__Host-` binds a cookie to this exact host over https; browsers refuse it over http.
 pub fn session_cookie_name(config: &Config) -> &'static str {
@@ -56,7 +56,7 @@ pub fn secure_cookie(
 #[derive(Debug, Clone)]
 pub struct SignedIn {
     pub user: User,
-    pub session: Session,
+    pub session: LiveSession,
 }
 
 /// The session cookie's user, if the cookie names a live session of an active user.

@@ -96,13 +96,13 @@ pub trait SessionStore {
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<(Session, User)>>;
+    ) -> StoreResult<Option<(LiveSession, User)>>;
     /// The live session with this id, and its user (for access tokens).
     async fn session_with_user(
         &self,
         session_id: i64,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<(Session, User)>>;
+    ) -> StoreResult<Option<(LiveSession, User)>>;
     /// Records use: `last_used_at` and the pushed-forward idle deadline.
     async fn touch_session(
         &self,

@@ -83,6 +83,19 @@ pub struct Session {
     pub idle_expires_at: DateTime<Utc>,
 }
 
+/// What a signed-in request needs of its session: which one it is and how to keep it alive.
+/// Read on every signed-in request, so it leaves out what only the session list shows.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LiveSession {
+    pub id: i64,
+    pub user_id: i64,
+    /// `browser` or `api`.
+    pub kind: String,
+    pub persistent: bool,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewSession {
     pub kind: SessionKind,
@@ -101,7 +114,7 @@ pub struct NewSession {
 #[derive(sqlx::FromRow)]
 pub(super) struct SessionUserRow {
     #[sqlx(flatten)]
-    session: Session,
+    session: LiveSession,
     username: String,
     email: Option<String>,
     email_verified: bool,
@@ -112,7 +125,7 @@ pub(super) struct SessionUserRow {
 }
 
 impl SessionUserRow {
-    pub(super) fn split(self) -> (Session, User) {
+    pub(super) fn split(self) -> (LiveSession, User) {
         let user = User {
             id: self.session.user_id,
             username: self.username,
@@ -131,7 +144,7 @@ impl SessionUserRow {
 #[derive(Debug)]
 pub enum Rotation {
     /// The token was current: it is now used, and the new hash is the family's next token.
-    Rotated(Box<(Session, User)>),
+    Rotated(Box<(LiveSession, User)>),
     /// The token had been used before: the whole family (session) has been ended.
     Reused { session_id: i64, user_id: i64 },
     /// Unknown token, or its session has expired.

@@ -31,7 +31,7 @@ macro_rules! impl_session_store {
                 &self,
                 token_hash: &str,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<Option<($crate::store::Session, $crate::store::User)>> {
+            ) -> $crate::store::StoreResult<Option<($crate::store::LiveSession, $crate::store::User)>> {
                 // One indexed lookup: this runs on every signed-in page.
                 let sql = concat!(
                     $crate::store::sql::session_user_select!(),
@@ -46,7 +46,7 @@ macro_rules! impl_session_store {
                 &self,
                 session_id: i64,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<Option<($crate::store::Session, $crate::store::User)>> {
+            ) -> $crate::store::StoreResult<Option<($crate::store::LiveSession, $crate::store::User)>> {
                 // One primary-key lookup: this runs on every bearer request.
                 let sql = concat!(
                     $crate::store::sql::session_user_select!(),
