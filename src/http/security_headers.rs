@@ -1,5 +1,7 @@
 //! Headers on every response (OWASP ASVS 5.0 V3 and V14): no MIME sniffing, no referrer, a
-//! Content-Security-Policy without inline script, no framing, HSTS over https, and
+//! Content-Security-Policy without inline script for pages and that allows nothing for
+//! everything else (JSON, files: as the OWASP REST cheat sheet advises), no framing, HSTS over
+//! https, and
 //! `Cache-Control: no-store` unless the handler chose a cache policy (static files, the JWK
 //! Set), so tokens and account data never sit in a shared or browser cache (RFC 6749 5.1).
 
@@ -21,6 +23,9 @@ const DOCS_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// Anything that is not a page: nothing may load or frame it.
+const API_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
 /// Whether the public address is https (then browsers are told to keep to it).
 #[derive(Debug, Clone, Copy)]
 pub struct SecurityHeaders {
@@ -35,7 +40,14 @@ pub async fn add(
     let docs = request.uri().path().starts_with(DOCS_PATH);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    let policy = if docs { DOCS_POLICY } else { PAGE_POLICY };
+    let page = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let policy = match (page, docs) {
+        (false, _) => API_POLICY,
+        (true, true) => DOCS_POLICY,
+        (true, false) => PAGE_POLICY,
+    };
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
