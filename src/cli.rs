@@ -73,7 +73,7 @@ where
 {
     // A missing .env is normal; real environment variables take precedence over it.
     let _ = dotenvy::dotenv();
-    crate::telemetry::init();
+    let logs = crate::telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -89,6 +89,8 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            // The queued log lines first, then the message.
+            drop(logs);
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
