@@ -34,6 +34,9 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A connection is a thread in this process, not a socket that can go stale: the
+            // default ping before each use was one more thread round trip per query.
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await

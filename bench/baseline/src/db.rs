@@ -30,7 +30,8 @@ const USER_BY_KEY: &str =
     "SELECT id, username, email, full_name, disabled FROM users WHERE username_key = $1";
 
 impl Db {
-    /// Opens `DATABASE_URL` as the service does (pool sizes 16 and 8, WAL for SQLite).
+    /// Opens `DATABASE_URL` as the service does (pool sizes 16 and 8; for SQLite WAL and no ping
+    /// before each use).
     pub async fn connect() -> anyhow::Result<Self> {
         let url = env("DATABASE_URL")?;
         if url.starts_with("postgres") {
@@ -48,6 +49,7 @@ impl Db {
                 .busy_timeout(Duration::from_secs(5));
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .context("opening SQLite")?;
