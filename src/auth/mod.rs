@@ -1,5 +1,6 @@
 //! Credentials: password hashing and access tokens. No HTTP and no SQL in here.
 
+mod hashing_threads;
 pub mod keys;
 pub mod login;
 pub mod password;

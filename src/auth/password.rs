@@ -1,9 +1,10 @@
 //! Password hashing with Argon2id, and verification of legacy bcrypt hashes (the tutorial's
 //! passlib stores `$2b$`), which are upgraded at the next successful login.
 //!
-//! Hashing is CPU-bound and slow on purpose, so it runs on the blocking pool behind a
-//! semaphore with one permit per core: a flood of logins queues there instead of starving
-//! the async workers that serve every other request. The queue is bounded in time and length:
+//! Hashing is CPU-bound and slow on purpose, so it runs on its own threads, one per core and
+//! at a lower priority (`hashing_threads`), behind a semaphore with one permit per thread: a
+//! flood of logins queues there instead of starving the async workers that serve every other
+//! request. The queue is bounded in time and length:
 //! a request that would wait longer than `max_wait` gets `HasherBusy` (a 503 with
 //! `Retry-After`), so a login flood cannot pile up memory and latency for everyone else.
 
@@ -17,6 +18,7 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
+use super::hashing_threads::HashingThreads;
 use crate::config::HashParams;
 use crate::domain::Password;
 
@@ -42,6 +44,7 @@ pub struct PasswordHasher {
     params: Params,
     slots: Arc<Semaphore>,
     slot_count: usize,
+    threads: HashingThreads,
     /// Hashes queued for a slot, for `/metrics`.
     waiting: Arc<AtomicUsize>,
     /// How long a request may wait for a slot.
@@ -70,6 +73,7 @@ impl PasswordHasher {
             params,
             slots: Arc::new(Semaphore::new(slots)),
             slot_count: slots,
+            threads: HashingThreads::start(slots)?,
             waiting: Arc::new(AtomicUsize::new(0)),
             max_wait: Duration::from_secs(2),
             verifications: Arc::new(AtomicU64::new(0)),
@@ -149,9 +153,7 @@ impl PasswordHasher {
             }
         };
         let _permit = permit;
-        tokio::task::spawn_blocking(work)
-            .await
-            .context("hashing task panicked")?
+        self.threads.run(work).await
     }
 }
 
@@ -172,7 +174,8 @@ impl Drop for WaitingGuard<'_> {
 
 /// Each hash allocates `memory_kib` (19 MiB by default). glibc raises its mmap threshold after
 /// the first such block is freed, and from then on keeps the blocks in per-thread arenas: a
-/// login flood, hashed on changing blocking-pool threads, grew the process past 500 MB
+/// login flood, hashed on changing blocking-pool threads (before `hashing_threads`), grew the
+/// process past 500 MB
 /// (bench/RESULTS.md, scenario 4). A fixed threshold makes every block an mmap that is
 /// returned to the system when the hash ends.
 fn return_large_blocks_on_free() {

@@ -1,0 +1,113 @@
+//! The threads password hashes run on: one per hashing slot, at a lower scheduling priority
+//! (nice 10) than the threads that serve requests.
+//!
+//! A login flood keeps every core busy hashing; at the same priority, every other request
+//! waits for a time slice behind the hashes (bench/RESULTS.md, scenario 3). At nice 10 the
+//! scheduler gives request threads about nine tenths of a contended core, and hashing still
+//! gets all of an idle one. The threads end when the last `PasswordHasher` clone is dropped.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::{Context, anyhow};
+
+/// How much lower than the rest of the process hashing runs (the `nice` increment).
+const NICE_INCREMENT: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A handle on the hashing threads; cheap to clone.
+#[derive(Clone)]
+pub struct HashingThreads {
+    jobs: Sender<Job>,
+}
+
+impl HashingThreads {
+    pub fn start(count: usize) -> anyhow::Result<Self> {
+        let (jobs, queue) = channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..count {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("gatehouse-hash-{n}"))
+                .spawn(move || work(&queue))
+                .context("starting a password hashing thread")?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on a hashing thread. The caller bounds how many run at once (one per
+    /// thread), so jobs never queue here.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .map_err(|_| anyhow!("the password hashing threads have stopped"))?;
+        // A panic in `work` drops `done` unsent.
+        result.await.context("password hashing panicked")?
+    }
+}
+
+fn work(queue: &Mutex<Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else {
+            return; // every handle is gone
+        };
+        // The thread outlives a panicking job; its caller sees the error.
+        let _ = catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux `setpriority(PRIO_PROCESS, 0, ...)` applies to the calling thread only.
+        // SAFETY: plain system calls on the current thread; no memory is shared.
+        let changed = unsafe {
+            let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+            libc::setpriority(libc::PRIO_PROCESS, 0, current + NICE_INCREMENT)
+        };
+        if changed != 0 {
+            tracing::warn!("cannot lower the priority of a password hashing thread");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_work_and_survives_a_panic() {
+        let threads = HashingThreads::start(1).unwrap();
+        assert_eq!(threads.run(|| Ok(6 * 7)).await.unwrap(), 42);
+        let panicked = threads.run::<()>(|| panic!("boom")).await;
+        assert!(panicked.is_err());
+        // The one thread is still there.
+        assert_eq!(
+            threads.run(|| Ok("still here")).await.unwrap(),
+            "still here"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_runs_at_a_lower_priority() {
+        let threads = HashingThreads::start(1).unwrap();
+        // SAFETY: reads the calling thread's nice value.
+        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let theirs = threads
+            .run(|| Ok(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }))
+            .await
+            .unwrap();
+        assert_eq!(theirs, (ours + NICE_INCREMENT).min(19));
+    }
+}
