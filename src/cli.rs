@@ -85,6 +85,8 @@ where
         let config = Config::from_env()?;
         task(config).await
     });
+    // Whatever the runtime logs while it stops is written before the guard goes.
+    drop(runtime);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

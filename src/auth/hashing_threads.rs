@@ -38,7 +38,7 @@ impl HashingThreads {
     }
 
     /// Runs `work` on a hashing thread. The caller bounds how many run at once (one per
-    /// thread), so jobs never queue here.
+    /// thread, holding its slot inside `work`), so jobs do not queue here.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
@@ -46,6 +46,10 @@ impl HashingThreads {
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
+                // Nobody waits for the result any more (the request was cancelled).
+                if done.is_closed() {
+                    return;
+                }
                 let _ = done.send(work());
             }))
             .map_err(|_| anyhow!("the password hashing threads have stopped"))?;

@@ -147,13 +147,20 @@ impl PasswordHasher {
             if queued.0.load(Ordering::Relaxed) > self.slot_count * QUEUE_PER_SLOT {
                 return Err(HasherBusy.into());
             }
-            match tokio::time::timeout(self.max_wait, self.slots.acquire()).await {
+            match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
                 Ok(permit) => permit.context("hasher closed")?,
                 Err(_) => return Err(HasherBusy.into()),
             }
         };
-        let _permit = permit;
-        self.threads.run(work).await
+        // The slot goes with the hash, not with the request: a client that hangs up leaves its
+        // hash running, and the slot stays taken until it ends, so the next request waits for
+        // the slot (bounded) instead of queueing behind it on the thread (unbounded).
+        self.threads
+            .run(move || {
+                let _permit = permit;
+                work()
+            })
+            .await
     }
 }
 
@@ -245,6 +252,28 @@ mod tests {
 
     fn pw(s: &str) -> Password {
         Password::attempt(s.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_hash_keeps_its_slot_until_it_ends() {
+        let hasher = PasswordHasher::new(cheap()).unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let slow = hasher.run_bounded(move || {
+            let _ = released.recv();
+            Ok(())
+        });
+        // The request gives up (its client hung up) while its hash is still running.
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), slow).await;
+        assert!(cancelled.is_err());
+        assert_eq!(hasher.slots_in_use(), 1, "the running hash keeps its slot");
+        release.send(()).unwrap();
+        for _ in 0..500 {
+            if hasher.slots_in_use() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the slot was not given back when the hash ended");
     }
 
     #[tokio::test]

@@ -117,9 +117,10 @@ pub fn router(state: AppState) -> Router {
         // The JSON API and its documentation (`/openapi.json`, `/docs`), from one list.
         .merge(docs::router())
         .merge(pages::router())
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        // After the 405 fallback, which replaces each route's own: a 405 keeps its route.
         .route_layer(axum::middleware::from_fn(request_log::record_route))
         .fallback(not_found)
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(state)
 }
 

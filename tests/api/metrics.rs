@@ -52,6 +52,8 @@ async fn metrics_count_requests_logins_and_slots(backend: Backend) {
         .send()
         .await
         .unwrap();
+    let wrong_method = app.client.put(app.url("/token")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
 
     let text = scrape(&app).await;
     for (series, expected) in [
@@ -68,6 +70,11 @@ async fn metrics_count_requests_logins_and_slots(backend: Backend) {
         ),
         (
             r#"gatehouse_http_requests_total{method="GET",route="unmatched",status="404"}"#,
+            1.0,
+        ),
+        // A wrong method on a known path keeps the path's route.
+        (
+            r#"gatehouse_http_requests_total{method="PUT",route="/token",status="405"}"#,
             1.0,
         ),
         (
