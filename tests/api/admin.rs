@@ -269,13 +269,12 @@ async fn admin_actions_take_effect_and_are_audited_with_their_actor(backend: Bac
     let bob = app.signup_and_login("bob").await;
     let id = app.user_id("bob").await;
     let notes = app
-        .client
-        .post(app.url("/notes/"))
-        .bearer_auth(&bob)
-        .json(&serde_json::json!({"text": "bob's note", "completed": false}))
-        .send()
-        .await
-        .unwrap();
+        .post_auth(
+            "/notes/",
+            &bob,
+            &serde_json::json!({"text": "bob's note", "completed": false}),
+        )
+        .await;
     assert_eq!(notes.status(), StatusCode::OK);
 
     let response = app
@@ -491,13 +490,12 @@ async fn users_delete_their_own_account_with_their_password(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = app.signup_and_login("alice").await;
     let note = app
-        .client
-        .post(app.url("/notes/"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"text": "alice's note", "completed": false}))
-        .send()
-        .await
-        .unwrap();
+        .post_auth(
+            "/notes/",
+            &token,
+            &serde_json::json!({"text": "alice's note", "completed": false}),
+        )
+        .await;
     assert_eq!(note.status(), StatusCode::OK);
     app.page_sign_in("alice").await;
     let (_, html) = app.html("/account").await;

@@ -119,13 +119,12 @@ async fn items_are_the_callers_notes(backend: Backend) {
     let alice = app.signup_and_login("alice").await;
     let bob = app.signup_and_login("bob").await;
     let created = app
-        .client
-        .post(app.url("/notes/"))
-        .bearer_auth(&alice)
-        .json(&json!({"text": "buy milk", "completed": false}))
-        .send()
-        .await
-        .unwrap();
+        .post_auth(
+            "/notes/",
+            &alice,
+            &json!({"text": "buy milk", "completed": false}),
+        )
+        .await;
     assert_eq!(created.status(), StatusCode::OK);
     let items: Value = app
         .get_auth("/users/me/items/", &alice)

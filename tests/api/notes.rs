@@ -11,13 +11,7 @@ both_backends!(
 );
 
 async fn create(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/notes/"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_auth("/notes/", token, &body).await
 }
 
 async fn notes_crud_for_the_owner(backend: Backend) {

@@ -223,13 +223,12 @@ async fn every_action_is_recorded_and_shown_to_its_user(backend: Backend) {
     let token = app.token_for("alice", PASSWORD).await;
     let spare = app.token_for("alice", PASSWORD).await;
     let changed = app
-        .client
-        .post(app.url("/users/me/password"))
-        .bearer_auth(&token)
-        .json(&json!({"current_password": PASSWORD, "new_password": "a different long phrase"}))
-        .send()
-        .await
-        .unwrap();
+        .post_auth(
+            "/users/me/password",
+            &token,
+            &json!({"current_password": PASSWORD, "new_password": "a different long phrase"}),
+        )
+        .await;
     assert_eq!(changed.status(), StatusCode::OK);
     assert_eq!(app.get_me(&spare).await.status(), StatusCode::UNAUTHORIZED);
     let ended = app
