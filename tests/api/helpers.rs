@@ -136,30 +136,34 @@ async fn fresh_database(backend: Backend, data_dir: &std::path::Path) -> (String
             let pool = SqlitePool::connect_lazy(&url).unwrap();
             (url, TestDb::Sqlite(pool))
         }
-        Backend::Postgres => {
-            let admin_url = std::env::var("TEST_DATABASE_URL").unwrap();
-            let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = PgPool::connect(&admin_url)
-                .await
-                .expect("TEST_DATABASE_URL answers");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            let mut url = url::Url::parse(&admin_url).unwrap();
-            url.set_path(&name);
-            let pool = PgPool::connect_lazy(url.as_str()).unwrap();
-            (
-                url.to_string(),
-                TestDb::Postgres {
-                    pool,
-                    admin_url,
-                    name,
-                },
-            )
-        }
+        Backend::Postgres => fresh_postgres_database("gatehouse_test").await,
     }
+}
+
+/// A new, empty PostgreSQL database on `TEST_DATABASE_URL`'s server (named `{prefix}_<uuid>`),
+/// with a lazy pool; dropping the `TestDb` drops the database.
+pub async fn fresh_postgres_database(prefix: &str) -> (String, TestDb) {
+    let admin_url = std::env::var("TEST_DATABASE_URL").unwrap();
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPool::connect(&admin_url)
+        .await
+        .expect("TEST_DATABASE_URL answers");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&name);
+    let pool = PgPool::connect_lazy(url.as_str()).unwrap();
+    (
+        url.to_string(),
+        TestDb::Postgres {
+            pool,
+            admin_url,
+            name,
+        },
+    )
 }
 
 impl Drop for TestDb {

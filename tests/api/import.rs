@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
-use crate::helpers::{Backend, TestDb, spawn_app_with};
+use crate::helpers::{Backend, TestDb, fresh_postgres_database, spawn_app_with};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
 /// A real passlib hash of "tutorial-password" (as in the token tests).
@@ -23,17 +23,8 @@ struct TutorialDatabase {
 /// The tutorial's schema: the Alembic migration names the hash column `password`, the
 /// SQLAlchemy table `hashed_password`.
 async fn tutorial_database(hash_column: &str) -> TutorialDatabase {
-    let admin_url = std::env::var("TEST_DATABASE_URL").unwrap();
-    let name = format!("tutorial_{}", uuid::Uuid::new_v4().simple());
-    let admin = PgPool::connect(&admin_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let mut url = url::Url::parse(&admin_url).unwrap();
-    url.set_path(&name);
-    let pool = PgPool::connect(url.as_str()).await.unwrap();
+    let (url, database) = fresh_postgres_database("tutorial").await;
+    let pool = PgPool::connect(&url).await.unwrap();
     let users = format!(
         "CREATE TABLE users (id SERIAL PRIMARY KEY, username VARCHAR UNIQUE, {hash_column} VARCHAR)"
     );
@@ -75,13 +66,9 @@ async fn tutorial_database(hash_column: &str) -> TutorialDatabase {
             .unwrap();
     }
     TutorialDatabase {
-        url: url.to_string(),
-        pool: pool.clone(),
-        _drop: TestDb::Postgres {
-            pool,
-            admin_url,
-            name,
-        },
+        url,
+        pool,
+        _drop: database,
     }
 }
 
