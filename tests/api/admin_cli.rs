@@ -2,21 +2,18 @@
 //! from standard input and are never printed; errors are clear and exit with 1.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use reqwest::StatusCode;
 
 use crate::helpers::{Backend, spawn_app_with};
+use crate::process::{assert_success, command};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
 const PASSWORD: &str = "a long enough passphrase";
 
 /// The binary against `database_url`, with cheap hashing, fed `stdin`.
 fn gatehouse(dir: &std::path::Path, database_url: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BINARY)
-        .env_clear()
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
+    let mut child = command(dir)
         .env("DATABASE_URL", database_url)
         .env("ARGON2_MEMORY_KIB", "4096")
         .env("ARGON2_ITERATIONS", "1")
@@ -49,10 +46,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output) {
-    assert!(output.status.success(), "{}", stderr(output));
 }
 
 fn assert_failure(output: &Output, message: &str) {

@@ -4,14 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
-
-/// The binary with an empty environment in an empty folder (no `.env` to pick up).
-fn gatehouse(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(BINARY);
-    command.env_clear().current_dir(dir).env("RUST_LOG", "warn");
-    command
-}
+use crate::process::{assert_success, command as gatehouse};
 
 #[test]
 fn production_refuses_to_start_without_a_strong_secret() {
@@ -43,11 +36,7 @@ fn production_refuses_to_start_without_a_strong_secret() {
 fn migrate_creates_the_schema() {
     let dir = tempfile::tempdir().unwrap();
     let output = gatehouse(dir.path()).arg("migrate").output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     assert!(String::from_utf8_lossy(&output.stdout).contains("Migrations applied"));
     assert!(dir.path().join("data").join("gatehouse.db").exists());
 }

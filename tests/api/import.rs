@@ -2,14 +2,14 @@
 //! database built with the tutorial's schema: users keep their passlib bcrypt hashes (and log
 //! in with their old password), notes go to `--notes-owner`, and a second run imports nothing.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
 use crate::helpers::{Backend, TestDb, fresh_postgres_database, spawn_app_with};
+use crate::process::{assert_success, command};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
 /// A real passlib hash of "tutorial-password" (as in the token tests).
 const PASSLIB_BCRYPT_HASH: &str = "$2b$12$m1Pq/uMjA90NW2y6a5OfQOX3HxhdNFngefw7VP7KS0GshP3lpGFEe";
 
@@ -73,20 +73,13 @@ async fn tutorial_database(hash_column: &str) -> TutorialDatabase {
 }
 
 fn import(dir: &std::path::Path, database_url: &str, args: &[&str]) -> Output {
-    let output = Command::new(BINARY)
-        .env_clear()
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
+    let output = command(dir)
         .env("DATABASE_URL", database_url)
         .arg("import")
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     output
 }
 
@@ -167,9 +160,7 @@ async fn notes_without_an_owner_are_skipped_with_the_reason() {
     let text = summary(&output);
     assert!(text.contains("Notes: 0 imported, 4 skipped"), "{text}");
     assert!(text.contains("without --notes-owner"), "{text}");
-    let refused = Command::new(BINARY)
-        .env_clear()
-        .current_dir(dir.path())
+    let refused = command(dir.path())
         .env("DATABASE_URL", &url)
         .args(["import", "--from", &source.url, "--notes-owner", "nobody"])
         .output()

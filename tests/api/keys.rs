@@ -3,7 +3,6 @@
 //! `gatehouse keys generate`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,6 +21,7 @@ use crate::both_backends;
 use crate::helpers::{
     Backend, SECRET, TestApp, TestDb, assert_detail, spawn_app, spawn_app_with, test_config,
 };
+use crate::process::{assert_success, command as gatehouse};
 
 both_backends!(
     eddsa_tokens_verify_against_the_published_keys,
@@ -375,12 +375,6 @@ async fn issuer_and_audience_are_written_and_checked(backend: Backend) {
     assert_eq!(app.get_me(&hs256(complete)).await.status(), StatusCode::OK);
 }
 
-fn gatehouse(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command.env_clear().current_dir(dir).env("RUST_LOG", "warn");
-    command
-}
-
 #[test]
 fn keys_generate_writes_a_private_key_and_prints_its_kid() {
     let dir = tempfile::tempdir().unwrap();
@@ -390,11 +384,7 @@ fn keys_generate_writes_a_private_key_and_prints_its_kid() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     let kid = String::from_utf8(output.stdout).unwrap();
     let written = gatehouse::auth::keys::read_signing_key(&path).unwrap();
     assert_eq!(kid.trim(), written.public().kid());

@@ -2,11 +2,28 @@
 //! its signals.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// The binary with an empty environment in `dir` (so no `.env` is picked up), logging warnings.
+pub fn command(dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.env_clear().current_dir(dir).env("RUST_LOG", "warn");
+    command
+}
+
+/// Fails the test, showing the binary's stderr, unless it exited with 0.
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
 
 pub struct Process {
     child: Child,
