@@ -112,6 +112,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     store::connect(&ConnectOptions {
         url: config.database_url.clone(),
         acquire_timeout: config.db_acquire_timeout,
+        session_cache_entries: 0,
     })
     .await?;
     println!("Migrations applied to {}", redact_url(&config.database_url));

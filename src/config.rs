@@ -406,6 +406,8 @@ pub struct Config {
     pub hash_params: HashParams,
     /// How long a request waits for a database connection before answering 503.
     pub db_acquire_timeout: Duration,
+    /// Live sessions kept in memory (`SESSION_CACHE_ENTRIES`, 0 turns the cache off).
+    pub session_cache_entries: usize,
     pub production: bool,
     pub jwt: JwtConfig,
     /// Rate limits, login throttling, password policy, trusted proxies.
@@ -496,6 +498,7 @@ impl Config {
             cors_origins,
             hash_params,
             db_acquire_timeout: Duration::from_secs(parsed("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),
+            session_cache_entries: parsed("SESSION_CACHE_ENTRIES", 10_000)?,
             production,
             jwt: JwtConfig::from_env()?,
             abuse: AbuseProtection::from_env()?,

@@ -38,6 +38,7 @@ impl Server {
         let store = store::connect(&ConnectOptions {
             url: config.database_url.clone(),
             acquire_timeout: config.db_acquire_timeout,
+            session_cache_entries: config.session_cache_entries,
         })
         .await?;
         let hasher =

@@ -71,6 +71,8 @@ pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     let target = store::connect(&ConnectOptions {
         url: config.database_url.clone(),
         acquire_timeout: config.db_acquire_timeout,
+        // A command runs for a moment: nothing to cache.
+        session_cache_entries: 0,
     })
     .await?;
     let store = target.as_ref();

@@ -5,6 +5,7 @@
 mod error;
 mod model;
 mod postgres;
+mod session_cache;
 mod sql;
 mod sqlite;
 pub mod tutorial;
@@ -252,6 +253,8 @@ pub struct ConnectOptions {
     pub url: String,
     /// How long a request waits for a connection before the service answers 503.
     pub acquire_timeout: Duration,
+    /// How many live sessions to keep in memory (0: read every session from the database).
+    pub session_cache_entries: usize,
 }
 
 /// Opens the database named by the URL's scheme (`postgres://`, `postgresql://` or

@@ -94,6 +94,7 @@ pub struct LiveSession {
     pub persistent: bool,
     pub last_used_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]

@@ -8,10 +8,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::session_cache::{SessionCache, WalWatch};
 use super::{ConnectOptions, sql::impl_store};
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    cache: SessionCache,
 }
 
 impl SqliteStore {
@@ -38,14 +40,35 @@ impl SqliteStore {
             // default ping before each use was one more thread round trip per query.
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .with_context(|| format!("opening {}", options.url))?;
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
             .context("running SQLite migrations")?;
-        Ok(Self { pool })
+        let cache = session_cache(&connect, options.session_cache_entries).await;
+        Ok(Self { pool, cache })
+    }
+}
+
+impl SqliteStore {
+    /// Nothing runs in the background for SQLite: the cache checks the file at each lookup.
+    fn stop_background_work(&self) {}
+}
+
+/// A cache that watches the database file for commits, or none where it cannot (an in-memory
+/// database has no WAL index file, and neither do platforms without positioned reads).
+async fn session_cache(connect: &SqliteConnectOptions, entries: usize) -> SessionCache {
+    if entries == 0 {
+        return SessionCache::disabled();
+    }
+    match WalWatch::open(connect).await {
+        Ok(watch) => SessionCache::watching(entries, watch),
+        Err(err) => {
+            tracing::info!(error = %format!("{err:#}"), "session cache off: every session is read from the database");
+            SessionCache::disabled()
+        }
     }
 }
 

@@ -81,6 +81,7 @@ pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
             parallelism: 1,
         },
         db_acquire_timeout: Duration::from_secs(2),
+        session_cache_entries: 10_000,
         production: false,
         jwt: Default::default(),
         // Generous per-address limits: every test client is 127.0.0.1. The abuse tests tighten them.

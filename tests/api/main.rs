@@ -12,6 +12,7 @@ mod contract;
 mod docs;
 mod email;
 mod import;
+mod instances;
 mod keys;
 mod lifecycle;
 mod logs;

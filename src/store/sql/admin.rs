@@ -49,6 +49,7 @@ macro_rules! impl_admin_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget_user(user_id);
                 Ok(done.rows_affected() > 0)
             }
 
@@ -59,6 +60,7 @@ macro_rules! impl_admin_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget_user(user_id);
                 Ok(done.rows_affected() > 0)
             }
 

@@ -39,7 +39,7 @@ macro_rules! session_columns {
 /// A session joined with its user, as `SessionUserRow` reads it.
 macro_rules! session_user_select {
     () => {
-        "SELECT s.id, s.user_id, s.kind, s.persistent, s.last_used_at, s.expires_at, u.username, u.email, u.email_verified, u.full_name, u.disabled, u.is_superuser, \
+        "SELECT s.id, s.user_id, s.kind, s.persistent, s.last_used_at, s.expires_at, s.idle_expires_at, u.username, u.email, u.email_verified, u.full_name, u.disabled, u.is_superuser, \
          u.created_at AS user_created_at FROM sessions s JOIN users u ON u.id = s.user_id"
     };
 }
@@ -77,6 +77,7 @@ macro_rules! impl_store {
             }
 
             async fn close(&self) {
+                self.stop_background_work();
                 self.pool.close().await;
             }
 

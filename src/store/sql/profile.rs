@@ -90,6 +90,7 @@ macro_rules! impl_profile_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget_user(user_id);
                 Ok(())
             }
 
@@ -105,6 +106,7 @@ macro_rules! impl_profile_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget_user(user_id);
                 Ok(())
             }
         }

@@ -32,14 +32,23 @@ macro_rules! impl_session_store {
                 token_hash: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<($crate::store::LiveSession, $crate::store::User)>> {
-                // One indexed lookup: this runs on every signed-in page.
+                use $crate::store::session_cache::Lookup;
+                let ticket = match self.cache.by_token(token_hash, now) {
+                    Lookup::Hit(found) => return Ok(Some(*found)),
+                    Lookup::Miss(ticket) => ticket,
+                };
+                // One indexed lookup: this runs on every signed-in page the cache misses.
                 let sql = concat!(
                     $crate::store::sql::session_user_select!(),
                     " WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.idle_expires_at > $2"
                 );
                 let row: Option<$crate::store::SessionUserRow> =
                     sqlx::query_as(sql).bind(token_hash).bind(now).fetch_optional(&self.pool).await?;
-                Ok(row.map($crate::store::SessionUserRow::split))
+                let found = row.map($crate::store::SessionUserRow::split);
+                if let Some(found) = &found {
+                    self.cache.store(ticket, Some(token_hash), found);
+                }
+                Ok(found)
             }
 
             async fn session_with_user(
@@ -47,14 +56,23 @@ macro_rules! impl_session_store {
                 session_id: i64,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<($crate::store::LiveSession, $crate::store::User)>> {
-                // One primary-key lookup: this runs on every bearer request.
+                use $crate::store::session_cache::Lookup;
+                let ticket = match self.cache.by_id(session_id, now) {
+                    Lookup::Hit(found) => return Ok(Some(*found)),
+                    Lookup::Miss(ticket) => ticket,
+                };
+                // One primary-key lookup: this runs on every bearer request the cache misses.
                 let sql = concat!(
                     $crate::store::sql::session_user_select!(),
                     " WHERE s.id = $1 AND s.expires_at > $2 AND s.idle_expires_at > $2"
                 );
                 let row: Option<$crate::store::SessionUserRow> =
                     sqlx::query_as(sql).bind(session_id).bind(now).fetch_optional(&self.pool).await?;
-                Ok(row.map($crate::store::SessionUserRow::split))
+                let found = row.map($crate::store::SessionUserRow::split);
+                if let Some(found) = &found {
+                    self.cache.store(ticket, None, found);
+                }
+                Ok(found)
             }
 
             async fn touch_session(
@@ -69,6 +87,7 @@ macro_rules! impl_session_store {
                     .bind(session_id)
                     .execute(&self.pool)
                     .await?;
+                self.cache.touched(session_id, now, idle_expires_at);
                 Ok(())
             }
 
@@ -90,6 +109,7 @@ macro_rules! impl_session_store {
                     .bind(token_hash)
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget_token(token_hash);
                 Ok(done.rows_affected() > 0)
             }
 
@@ -99,6 +119,7 @@ macro_rules! impl_session_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget_session(session_id);
                 Ok(done.rows_affected() > 0)
             }
 
@@ -109,6 +130,7 @@ macro_rules! impl_session_store {
                     .bind(keep.unwrap_or(-1))
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget_user(user_id);
                 Ok(done.rows_affected())
             }
 
@@ -159,6 +181,7 @@ macro_rules! impl_session_store {
                 if marked == 0 {
                     sqlx::query("DELETE FROM sessions WHERE id = $1").bind(session_id).execute(&mut *tx).await?;
                     tx.commit().await?;
+                    self.cache.forget_session(session_id);
                     return Ok(Rotation::Reused { session_id, user_id });
                 }
                 let sql = concat!(

@@ -62,6 +62,7 @@ macro_rules! impl_user_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
+                self.cache.forget_user(user_id);
                 Ok(())
             }
 
@@ -85,6 +86,7 @@ macro_rules! impl_user_store {
                         .await?;
                 }
                 tx.commit().await?;
+                self.cache.forget_user(user_id);
                 Ok(())
             }
         }

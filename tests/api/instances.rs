@@ -1,0 +1,307 @@
+//! Each instance keeps live sessions in memory, yet a revocation made anywhere (another
+//! instance, the command line, plain SQL) is refused on the next request everywhere. SQLite
+//! instances see it at once (they check the database's WAL index at every lookup); PostgreSQL
+//! instances as soon as the database delivers the change notification, so for another
+//! PostgreSQL instance these tests allow that delivery a moment.
+
+use std::time::Duration;
+
+use gatehouse::auth::sessions::{ClientMeta, start_browser_session};
+use gatehouse::clock::Clock;
+use gatehouse::server::Server;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+both_backends!(
+    revocations_are_refused_at_once_on_every_instance,
+    changes_made_in_sql_are_seen_by_every_instance,
+    a_revoked_browser_session_is_refused_on_every_instance,
+);
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A second instance of the service on the test app's database.
+struct Peer {
+    base: String,
+    client: reqwest::Client,
+    backend: Backend,
+}
+
+impl Peer {
+    /// Requests to an instance already running at `base`.
+    fn at(base: &str, backend: Backend) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            base: base.to_string(),
+            client,
+            backend,
+        }
+    }
+
+    async fn start(app: &TestApp, backend: Backend) -> Self {
+        let mut config = app.state.config.as_ref().clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let server = Server::build_with_clock(config, app.clock.clone())
+            .await
+            .expect("the second instance starts");
+        let base = format!("http://{}", server.local_addr());
+        tokio::spawn(server.run(std::future::pending()));
+        Self::at(&base, backend)
+    }
+
+    async fn status(&self, path: &str, auth: Auth<'_>) -> StatusCode {
+        let request = self.client.get(format!("{}{path}", self.base));
+        let request = match auth {
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Cookie(value) => request.header("cookie", format!("gatehouse_session={value}")),
+        };
+        request.send().await.unwrap().status()
+    }
+
+    /// What this instance answers once the change has reached it: SQLite, on the first
+    /// request; PostgreSQL, within two seconds (the notification's delivery).
+    async fn settles_on(&self, path: &str, auth: Auth<'_>, expected: StatusCode) {
+        let attempts = match self.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 40,
+        };
+        let mut last = StatusCode::OK;
+        for _ in 0..attempts {
+            last = self.status(path, auth).await;
+            if last == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{path}: the other instance still answers {last}, not {expected}");
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    Bearer(&'a str),
+    Cookie(&'a str),
+}
+
+/// Uses the session on both instances, twice, so both hold it in memory.
+async fn warm(app: &TestApp, peer: &Peer, token: &str) {
+    for _ in 0..2 {
+        assert_eq!(app.get_me(token).await.status(), StatusCode::OK);
+        assert_eq!(
+            peer.status("/users/me/", Auth::Bearer(token)).await,
+            StatusCode::OK
+        );
+    }
+}
+
+async fn pair(app: &TestApp, username: &str) -> (String, String) {
+    let response = app.login(username, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let field = |name: &str| body[name].as_str().unwrap().to_string();
+    (field("access_token"), field("refresh_token"))
+}
+
+async fn user_id(app: &TestApp, username: &str) -> i64 {
+    app.fetch_text(
+        "SELECT CAST(id AS TEXT) FROM users WHERE username = $1",
+        username,
+    )
+    .await
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+/// Every way a session ends, each after both instances hold the session in memory: the
+/// instance that made the change refuses it on the next request, the other one too.
+async fn revocations_are_refused_at_once_on_every_instance(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let peer = Peer::start(&app, backend).await;
+    app.signup("alice", PASSWORD).await;
+    let me = "/users/me/";
+
+    // Logout.
+    let (access, _) = pair(&app, "alice").await;
+    warm(&app, &peer, &access).await;
+    let logout = app.post_auth("/logout", &access, &json!({})).await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get_me(&access).await.status(), StatusCode::UNAUTHORIZED);
+    peer.settles_on(me, Auth::Bearer(&access), StatusCode::UNAUTHORIZED)
+        .await;
+
+    // One session ended from another, then all others at once.
+    let (keeper, _) = pair(&app, "alice").await;
+    let (ended, _) = pair(&app, "alice").await;
+    let (other, _) = pair(&app, "alice").await;
+    for token in [&keeper, &ended, &other] {
+        warm(&app, &peer, token).await;
+    }
+    let sessions: Value = app
+        .get_auth("/users/me/sessions", &keeper)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ended_id = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["current"] != json!(true))
+        .map(|s| s["id"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/users/me/sessions/{ended_id}")))
+        .bearer_auth(&keeper)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get_me(&ended).await.status(), StatusCode::UNAUTHORIZED);
+    peer.settles_on(me, Auth::Bearer(&ended), StatusCode::UNAUTHORIZED)
+        .await;
+    let all_others = app
+        .client
+        .delete(app.url("/users/me/sessions"))
+        .bearer_auth(&keeper)
+        .send()
+        .await
+        .unwrap();
+    assert!(all_others.status().is_success());
+    assert_eq!(app.get_me(&other).await.status(), StatusCode::UNAUTHORIZED);
+    peer.settles_on(me, Auth::Bearer(&other), StatusCode::UNAUTHORIZED)
+        .await;
+    assert_eq!(app.get_me(&keeper).await.status(), StatusCode::OK);
+
+    // A refresh token used twice ends its family.
+    let (access, refresh) = pair(&app, "alice").await;
+    warm(&app, &peer, &access).await;
+    for expected in [StatusCode::OK, StatusCode::BAD_REQUEST] {
+        let response = app
+            .client
+            .post(app.url("/token"))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected);
+    }
+    assert_eq!(app.get_me(&access).await.status(), StatusCode::UNAUTHORIZED);
+    peer.settles_on(me, Auth::Bearer(&access), StatusCode::UNAUTHORIZED)
+        .await;
+
+    // Superuser rights withdrawn: the cached user must not keep them.
+    let alice = user_id(&app, "alice").await;
+    let store = app.state.store.as_ref();
+    let now = app.clock.now();
+    store.set_superuser(alice, true, now).await.unwrap();
+    let (access, _) = pair(&app, "alice").await;
+    warm(&app, &peer, &access).await;
+    assert_eq!(
+        peer.status("/admin/users", Auth::Bearer(&access)).await,
+        StatusCode::OK
+    );
+    store.set_superuser(alice, false, now).await.unwrap();
+    assert_eq!(
+        app.get_auth("/admin/users", &access).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    peer.settles_on("/admin/users", Auth::Bearer(&access), StatusCode::FORBIDDEN)
+        .await;
+
+    // Disabled: every session of the user ends.
+    store.set_user_disabled(alice, true, now).await.unwrap();
+    assert_eq!(app.get_me(&access).await.status(), StatusCode::UNAUTHORIZED);
+    peer.settles_on(me, Auth::Bearer(&access), StatusCode::UNAUTHORIZED)
+        .await;
+}
+
+/// Writes that bypass the service altogether: an operator's SQL.
+async fn changes_made_in_sql_are_seen_by_every_instance(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let peer = Peer::start(&app, backend).await;
+    app.signup("alice", PASSWORD).await;
+    let (access, _) = pair(&app, "alice").await;
+    warm(&app, &peer, &access).await;
+
+    app.execute(
+        "UPDATE users SET disabled = TRUE WHERE username = $1",
+        "alice",
+    )
+    .await;
+    everywhere_settles_on(&app, &peer, &access, StatusCode::BAD_REQUEST).await;
+
+    app.execute(
+        "UPDATE users SET disabled = FALSE WHERE username = $1",
+        "alice",
+    )
+    .await;
+    warm(&app, &peer, &access).await;
+    app.execute(
+        "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = $1)",
+        "alice",
+    )
+    .await;
+    everywhere_settles_on(&app, &peer, &access, StatusCode::UNAUTHORIZED).await;
+}
+
+/// What both instances answer for `/users/me/` once the change has reached them.
+async fn everywhere_settles_on(app: &TestApp, peer: &Peer, token: &str, expected: StatusCode) {
+    for instance in [
+        Peer::at(&app.base, peer.backend),
+        Peer::at(&peer.base, peer.backend),
+    ] {
+        instance
+            .settles_on("/users/me/", Auth::Bearer(token), expected)
+            .await;
+    }
+}
+
+/// The cookie path: a browser session held in memory by both instances, then ended.
+async fn a_revoked_browser_session_is_refused_on_every_instance(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let peer = Peer::start(&app, backend).await;
+    app.signup("alice", PASSWORD).await;
+    let store = app.state.store.as_ref();
+    let user = store
+        .user_by_id(user_id(&app, "alice").await)
+        .await
+        .unwrap()
+        .unwrap();
+    let (cookie, _) = start_browser_session(
+        store,
+        &app.state.config.sessions,
+        app.clock.now(),
+        &user,
+        false,
+        ClientMeta::default(),
+    )
+    .await
+    .unwrap();
+    let home = Peer::at(&app.base, backend);
+    for instance in [&home, &peer] {
+        for _ in 0..2 {
+            assert_eq!(
+                instance.status("/account", Auth::Cookie(&cookie)).await,
+                StatusCode::OK
+            );
+        }
+    }
+
+    store.delete_other_sessions(user.id, None).await.unwrap();
+    assert_eq!(
+        home.status("/account", Auth::Cookie(&cookie)).await,
+        StatusCode::SEE_OTHER,
+        "sent to the login page"
+    );
+    peer.settles_on("/account", Auth::Cookie(&cookie), StatusCode::SEE_OTHER)
+        .await;
+}
