@@ -273,6 +273,18 @@ impl TestApp {
         }
     }
 
+    /// Runs a statement without parameters on the test database.
+    pub async fn execute_sql(&self, sql: &'static str) {
+        match &self.db {
+            TestDb::Sqlite(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+            TestDb::Postgres { pool, .. } => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+        }
+    }
+
     /// Reads one text column of one row from the test database.
     pub async fn fetch_text(&self, sql: &'static str, bind: &str) -> Option<String> {
         match &self.db {

@@ -305,3 +305,61 @@ async fn a_revoked_browser_session_is_refused_on_every_instance(backend: Backend
     peer.settles_on("/account", Auth::Cookie(&cookie), StatusCode::SEE_OTHER)
         .await;
 }
+
+/// The instance that makes a change must not depend on hearing it back: with the triggers
+/// gone (no notifications at all), its own revocations still take effect on the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instance_forgets_its_own_writes_without_notifications() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    for trigger in [
+        "DROP TRIGGER sessions_deleted ON sessions",
+        "DROP TRIGGER sessions_changed ON sessions",
+        "DROP TRIGGER users_changed ON users",
+    ] {
+        app.execute_sql(trigger).await;
+    }
+    app.signup("alice", PASSWORD).await;
+    let warm_here = |token: String| async {
+        for _ in 0..2 {
+            assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
+        }
+        token
+    };
+
+    let access = warm_here(pair(&app, "alice").await.0).await;
+    let logout = app.post_auth("/logout", &access, &json!({})).await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get_me(&access).await.status(), StatusCode::UNAUTHORIZED);
+
+    let keeper = warm_here(pair(&app, "alice").await.0).await;
+    let other = warm_here(pair(&app, "alice").await.0).await;
+    let all_others = app
+        .client
+        .delete(app.url("/users/me/sessions"))
+        .bearer_auth(&keeper)
+        .send()
+        .await
+        .unwrap();
+    assert!(all_others.status().is_success());
+    assert_eq!(app.get_me(&other).await.status(), StatusCode::UNAUTHORIZED);
+
+    let alice = user_id(&app, "alice").await;
+    let store = app.state.store.as_ref();
+    let now = app.clock.now();
+    store.set_superuser(alice, true, now).await.unwrap();
+    let admin = warm_here(pair(&app, "alice").await.0).await;
+    assert_eq!(
+        app.get_auth("/admin/users", &admin).await.status(),
+        StatusCode::OK
+    );
+    store.set_superuser(alice, false, now).await.unwrap();
+    assert_eq!(
+        app.get_auth("/admin/users", &admin).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    store.set_user_disabled(alice, true, now).await.unwrap();
+    assert_eq!(app.get_me(&admin).await.status(), StatusCode::UNAUTHORIZED);
+}
