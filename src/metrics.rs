@@ -8,8 +8,11 @@ use std::time::Duration;
 use axum::http::StatusCode;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+use crate::store::SessionCacheStats;
 
 /// The `Content-Type` of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -45,6 +48,7 @@ pub struct Gauges {
     pub hash_waiting: usize,
     /// `None` when the database could not be asked; the last value is kept.
     pub active_sessions: Option<i64>,
+    pub session_cache: SessionCacheStats,
 }
 
 pub struct Metrics {
@@ -56,6 +60,8 @@ pub struct Metrics {
     hash_slots_in_use: IntGauge,
     hash_waiting: IntGauge,
     active_sessions: IntGauge,
+    session_cache_hits: IntCounter,
+    session_cache_misses: IntCounter,
 }
 
 impl Metrics {
@@ -105,6 +111,15 @@ impl Metrics {
             "gatehouse_active_sessions",
             "Unexpired browser sessions in the database",
         );
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let session_cache_hits = counter(
+            "gatehouse_session_cache_hits_total",
+            "Signed-in requests whose session was found in memory",
+        );
+        let session_cache_misses = counter(
+            "gatehouse_session_cache_misses_total",
+            "Signed-in requests whose session was read from the database",
+        );
         let metrics = Self {
             registry,
             requests,
@@ -114,6 +129,8 @@ impl Metrics {
             hash_slots_in_use,
             hash_waiting,
             active_sessions,
+            session_cache_hits,
+            session_cache_misses,
         };
         for collector in metrics.collectors() {
             metrics
@@ -133,6 +150,8 @@ impl Metrics {
             Box::new(self.hash_slots_in_use.clone()),
             Box::new(self.hash_waiting.clone()),
             Box::new(self.active_sessions.clone()),
+            Box::new(self.session_cache_hits.clone()),
+            Box::new(self.session_cache_misses.clone()),
         ]
     }
 
@@ -165,6 +184,12 @@ impl Metrics {
         if let Some(sessions) = gauges.active_sessions {
             self.active_sessions.set(sessions);
         }
+        // The cache counts for itself; the counters catch up to it.
+        let catch_up = |counter: &IntCounter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&self.session_cache_hits, gauges.session_cache.hits);
+        catch_up(&self.session_cache_misses, gauges.session_cache.misses);
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
@@ -198,6 +223,7 @@ mod tests {
             hash_slots_in_use: 1,
             hash_waiting: 0,
             active_sessions: Some(7),
+            session_cache: SessionCacheStats { hits: 5, misses: 2 },
         });
         assert!(text.contains(
             r#"gatehouse_http_requests_total{method="GET",route="/notes/{id}",status="404"} 1"#
@@ -206,6 +232,13 @@ mod tests {
         assert!(text.contains(r#"gatehouse_logins_total{outcome="success"} 0"#));
         assert!(text.contains("gatehouse_password_hash_slots_in_use 1"));
         assert!(text.contains("gatehouse_active_sessions 7"));
+        assert!(text.contains("gatehouse_session_cache_hits_total 5"));
+        assert!(text.contains("gatehouse_session_cache_misses_total 2"));
+        let again = metrics.render(Gauges {
+            session_cache: SessionCacheStats { hits: 9, misses: 2 },
+            ..Gauges::default()
+        });
+        assert!(again.contains("gatehouse_session_cache_hits_total 9"));
         assert!(text.contains("# TYPE gatehouse_http_request_duration_seconds histogram"));
     }
 }

@@ -42,6 +42,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         hash_slots_in_use: state.hasher.slots_in_use(),
         hash_waiting: state.hasher.waiting(),
         active_sessions,
+        session_cache: state.store.session_cache_stats(),
     };
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

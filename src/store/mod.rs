@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
 pub use model::*;
+pub use session_cache::SessionCacheStats;
 
 use crate::domain::NoteText;
 
@@ -43,6 +44,8 @@ pub trait Store:
     async fn close(&self);
     /// Unexpired sessions, for the `gatehouse_active_sessions` metric.
     async fn count_active_sessions(&self, now: DateTime<Utc>) -> StoreResult<i64>;
+    /// Lookups answered from memory and from the database, for `/metrics`.
+    fn session_cache_stats(&self) -> SessionCacheStats;
 }
 
 #[async_trait]

@@ -52,7 +52,7 @@ impl PgStore {
         if let Some(follower) = &self.follower {
             follower.abort();
         }
-        self.cache.set_trusted(false);
+        self.cache.close();
     }
 }
 

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -43,6 +44,8 @@ struct Entries {
     generation: u64,
     /// Whether the cache hears of every change right now (PostgreSQL: listener subscribed).
     trusted: bool,
+    /// Set at shutdown: never trusted again.
+    closed: bool,
     /// SQLite: the WAL index header the entries were checked against.
     seen_header: Option<WalHeader>,
     by_id: HashMap<i64, Cached>,
@@ -82,6 +85,42 @@ pub(crate) struct SessionCache {
     entries: Mutex<Entries>,
     capacity: usize,
     watch: Option<WalWatch>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// How the cache has done since the start, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCacheStats {
+    /// Signed-in requests answered from memory.
+    pub hits: u64,
+    /// Signed-in requests that read the database.
+    pub misses: u64,
+}
+
+/// A change about to be written, forgotten when the write is over (`SessionCache::forget_after`).
+pub(crate) enum Change<'a> {
+    Session(i64),
+    Token(&'a str),
+    User(i64),
+}
+
+/// Forgets its change when dropped: after the commit on success, and also when the write
+/// fails or its request is cancelled half-way, since the database may have committed anyway.
+#[must_use = "the change is forgotten when this is dropped"]
+pub(crate) struct ForgetOnDrop<'a> {
+    cache: &'a SessionCache,
+    change: Change<'a>,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        match self.change {
+            Change::Session(id) => self.cache.forget_session(id),
+            Change::Token(hash) => self.cache.forget_token(hash),
+            Change::User(id) => self.cache.forget_user(id),
+        }
+    }
 }
 
 impl SessionCache {
@@ -93,12 +132,15 @@ impl SessionCache {
             entries: Mutex::new(Entries {
                 generation: 0,
                 trusted: trusted && capacity > 0,
+                closed: false,
                 seen_header: None,
                 by_id: HashMap::new(),
                 by_token: HashMap::new(),
             }),
             capacity,
             watch,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -120,6 +162,7 @@ impl SessionCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // The map is only a copy of the database: after a panic elsewhere, empty it and go on.
         self.entries.lock().unwrap_or_else(|poisoned| {
+            self.entries.clear_poison();
             let mut entries = poisoned.into_inner();
             entries.clear();
             entries
@@ -147,18 +190,35 @@ impl SessionCache {
     /// The live session with this id.
     pub(crate) fn by_id(&self, session_id: i64, now: DateTime<Utc>) -> Lookup {
         let Some(entries) = self.checked() else {
-            return Lookup::Miss(FillTicket(None));
+            return self.miss(None);
         };
         match entries.live(session_id, now) {
-            Some(cached) => Lookup::Hit(Box::new((cached.session.clone(), cached.user.clone()))),
-            None => Lookup::Miss(FillTicket(Some(entries.generation))),
+            Some(cached) => self.hit(cached),
+            None => self.miss(Some(entries.generation)),
+        }
+    }
+
+    fn hit(&self, cached: &Cached) -> Lookup {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Lookup::Hit(Box::new((cached.session.clone(), cached.user.clone())))
+    }
+
+    fn miss(&self, generation: Option<u64>) -> Lookup {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        Lookup::Miss(FillTicket(generation))
+    }
+
+    pub(crate) fn stats(&self) -> SessionCacheStats {
+        SessionCacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
     }
 
     /// The live browser session with this cookie-token hash.
     pub(crate) fn by_token(&self, token_hash: &str, now: DateTime<Utc>) -> Lookup {
         let Some(entries) = self.checked() else {
-            return Lookup::Miss(FillTicket(None));
+            return self.miss(None);
         };
         let found = entries
             .by_token
@@ -166,8 +226,8 @@ impl SessionCache {
             .and_then(|id| entries.live(*id, now))
             .filter(|cached| cached.token_hash.as_deref() == Some(token_hash));
         match found {
-            Some(cached) => Lookup::Hit(Box::new((cached.session.clone(), cached.user.clone()))),
-            None => Lookup::Miss(FillTicket(Some(entries.generation))),
+            Some(cached) => self.hit(cached),
+            None => self.miss(Some(entries.generation)),
         }
     }
 
@@ -191,6 +251,7 @@ impl SessionCache {
             entries.by_token.clear();
         }
         let (session, user) = found;
+        entries.remove(session.id);
         if let Some(hash) = token_hash {
             entries.by_token.insert(hash.to_owned(), session.id);
         }
@@ -214,6 +275,14 @@ impl SessionCache {
         if let Some(cached) = self.lock().by_id.get_mut(&session_id) {
             cached.session.last_used_at = last_used_at;
             cached.session.idle_expires_at = idle_expires_at;
+        }
+    }
+
+    /// Forgets `change` once the write that makes it is over (see `ForgetOnDrop`).
+    pub(crate) fn forget_after<'a>(&'a self, change: Change<'a>) -> ForgetOnDrop<'a> {
+        ForgetOnDrop {
+            cache: self,
+            change,
         }
     }
 
@@ -251,12 +320,23 @@ impl SessionCache {
     pub(crate) fn set_trusted(&self, trusted: bool) {
         let mut entries = self.lock();
         entries.clear();
-        entries.trusted = trusted && self.capacity > 0;
+        entries.trusted = trusted && self.capacity > 0 && !entries.closed;
     }
 
-    /// Applies one change notification: `s:<session id>`, `u:<user id>` or `*` (anything
-    /// else, too, forgets everything).
+    /// At shutdown: empties the cache and never trusts it again.
+    pub(crate) fn close(&self) {
+        let mut entries = self.lock();
+        entries.closed = true;
+        entries.trusted = false;
+        entries.clear();
+    }
+
+    /// Applies one notification: `s:<session id>`, `u:<user id>`, `*`, or a heartbeat
+    /// (`HEARTBEAT`, nothing to forget). Anything else forgets everything.
     pub(crate) fn apply(&self, change: &str) {
+        if change == follow::HEARTBEAT {
+            return;
+        }
         let id = |prefix| change.strip_prefix(prefix)?.parse::<i64>().ok();
         if let Some(session_id) = id("s:") {
             self.forget_session(session_id);
@@ -274,7 +354,8 @@ impl SessionCache {
 }
 
 mod wal_watch;
-pub(crate) use wal_watch::{WalHeader, WalWatch};
+use wal_watch::WalHeader;
+pub(crate) use wal_watch::WalWatch;
 
 mod follow;
 pub(crate) use follow::follow_postgres;

@@ -53,8 +53,11 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Nothing runs in the background for SQLite: the cache checks the file at each lookup.
-    fn stop_background_work(&self) {}
+    /// At `close`. Nothing runs in the background for SQLite (the cache checks the file at
+    /// each lookup); the cache just stops serving.
+    fn stop_background_work(&self) {
+        self.cache.close();
+    }
 }
 
 /// A cache that watches the database file for commits, or none where it cannot (an in-memory

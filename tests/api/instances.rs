@@ -64,6 +64,39 @@ impl Peer {
         request.send().await.unwrap().status()
     }
 
+    /// Signed-in requests this instance has answered from memory.
+    async fn cache_hits(&self) -> u64 {
+        let url = format!("{}/metrics", self.base);
+        let text = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("gatehouse_session_cache_hits_total "))
+            .expect("the cache's hit counter")
+            .parse()
+            .unwrap()
+    }
+
+    /// Requests `path` until the instance answers it from memory. A PostgreSQL instance
+    /// trusts its cache once subscribed to the change feed, a moment after it starts.
+    async fn serves_from_memory(&self, path: &str, auth: Auth<'_>) {
+        for _ in 0..40 {
+            let before = self.cache_hits().await;
+            assert_eq!(self.status(path, auth).await, StatusCode::OK);
+            if self.cache_hits().await > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} never answered {path} from memory", self.base);
+    }
+
     /// What this instance answers once the change has reached it: SQLite, on the first
     /// request; PostgreSQL, within two seconds (the notification's delivery).
     async fn settles_on(&self, path: &str, auth: Auth<'_>, expected: StatusCode) {
@@ -89,14 +122,15 @@ enum Auth<'a> {
     Cookie(&'a str),
 }
 
-/// Uses the session on both instances, twice, so both hold it in memory.
+/// Uses the session on both instances until both answer it from memory.
 async fn warm(app: &TestApp, peer: &Peer, token: &str) {
-    for _ in 0..2 {
-        assert_eq!(app.get_me(token).await.status(), StatusCode::OK);
-        assert_eq!(
-            peer.status("/users/me/", Auth::Bearer(token)).await,
-            StatusCode::OK
-        );
+    for instance in [
+        Peer::at(&app.base, peer.backend),
+        Peer::at(&peer.base, peer.backend),
+    ] {
+        instance
+            .serves_from_memory("/users/me/", Auth::Bearer(token))
+            .await;
     }
 }
 
@@ -288,12 +322,9 @@ async fn a_revoked_browser_session_is_refused_on_every_instance(backend: Backend
     .unwrap();
     let home = Peer::at(&app.base, backend);
     for instance in [&home, &peer] {
-        for _ in 0..2 {
-            assert_eq!(
-                instance.status("/account", Auth::Cookie(&cookie)).await,
-                StatusCode::OK
-            );
-        }
+        instance
+            .serves_from_memory("/account", Auth::Cookie(&cookie))
+            .await;
     }
 
     store.delete_other_sessions(user.id, None).await.unwrap();
@@ -322,10 +353,10 @@ async fn postgres_instance_forgets_its_own_writes_without_notifications() {
         app.execute_sql(trigger).await;
     }
     app.signup("alice", PASSWORD).await;
+    let here = Peer::at(&app.base, Backend::Postgres);
     let warm_here = |token: String| async {
-        for _ in 0..2 {
-            assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
-        }
+        here.serves_from_memory("/users/me/", Auth::Bearer(&token))
+            .await;
         token
     };
 

@@ -1,5 +1,7 @@
 //! PostgreSQL's change feed for the session cache: triggers (migration 0006) send a
 //! notification for every change that can end a session or alter a user, to every instance.
+//! Delivery takes a moment: another instance refuses a revoked session once the notification
+//! arrives (normally well under a millisecond on a local network), not in the same instant.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,37 +12,53 @@ use sqlx::postgres::PgListener;
 use super::SessionCache;
 
 /// The channel the triggers notify.
-pub(crate) const CHANNEL: &str = "gatehouse_session_changes";
+const CHANNEL: &str = "gatehouse_session_changes";
+
+/// What each instance sends on the channel to prove its own subscription still receives.
+pub(super) const HEARTBEAT: &str = "heartbeat";
+
+/// How often the heartbeat is sent, and how long silence may last before the subscription is
+/// taken for dead: a connection can die without a reset (a dropped network path), and waiting
+/// on it would trust the cache while changes go unheard.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const SILENCE_LIMIT: Duration = Duration::from_secs(12);
 
 /// How long to wait before subscribing again after the connection was lost.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Keeps `cache` in step with the database for as long as the task runs. The cache is trusted
 /// only while subscribed: from the moment `LISTEN` is in place (then emptied, since changes
-/// before it went unheard) until the connection is lost.
+/// before it went unheard) until the connection is lost or falls silent.
 pub(crate) async fn follow_postgres(pool: PgPool, cache: Arc<SessionCache>) {
-    let mut lost_before = false;
+    let heartbeat = tokio::spawn(send_heartbeats(pool.clone()));
+    let _stop_heartbeat = AbortOnDrop(heartbeat);
+    let mut failures = 0u32;
     loop {
         match subscribe(&pool).await {
             Ok(mut listener) => {
                 cache.set_trusted(true);
-                if lost_before {
+                if failures > 0 {
                     tracing::info!("session cache: change feed back; serving sessions from memory");
                 }
-                while let Ok(Some(change)) = listener.try_recv().await {
+                failures = 0;
+                // Any notification, our heartbeat included, shows the subscription is alive.
+                while let Ok(Ok(Some(change))) =
+                    tokio::time::timeout(SILENCE_LIMIT, listener.try_recv()).await
+                {
                     cache.apply(change.payload());
                 }
-                // `None` or an error: the connection is gone, notifications may be lost.
                 cache.set_trusted(false);
-                lost_before = true;
                 tracing::warn!(
                     "session cache: change feed lost; reading every session from the database until it is back"
                 );
             }
             Err(err) => {
-                tracing::debug!(error = %err, "session cache: subscribing to the change feed failed");
+                if failures == 0 {
+                    tracing::warn!(error = %err, "session cache: cannot subscribe to the change feed; retrying");
+                }
             }
         }
+        failures = failures.saturating_add(1);
         tokio::time::sleep(RETRY).await;
     }
 }
@@ -52,4 +70,26 @@ async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
     listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
     Ok(listener)
+}
+
+async fn send_heartbeats(pool: PgPool) {
+    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        every.tick().await;
+        // A failure shows as silence on the listener; nothing else to do here.
+        let _ = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(HEARTBEAT)
+            .execute(&pool)
+            .await;
+    }
+}
+
+/// Stops the heartbeat with the follower (which is itself aborted at shutdown).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

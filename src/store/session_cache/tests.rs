@@ -137,7 +137,8 @@ fn a_cookie_is_served_only_for_the_session_it_was_found_with() {
         cache.by_token("old-cookie", t(1)),
         Lookup::Miss(_)
     ));
-    // SQLite may give a deleted row's id to a new session; the old cookie must not find it.
+    // Should a token ever point at a session stored under another token (or none), the
+    // token does not find it: an entry answers only the token it was found with.
     fill(&cache, 5, 8);
     cache.lock().by_token.insert("old-cookie".into(), 5);
     assert!(matches!(
@@ -164,6 +165,37 @@ fn an_untrusted_cache_serves_and_stores_nothing() {
 }
 
 #[test]
+fn a_closed_cache_is_never_trusted_again() {
+    let cache = trusted(10);
+    fill(&cache, 1, 7);
+    cache.close();
+    cache.set_trusted(true);
+    assert_eq!(cached(&cache, 1, t(1)), None);
+    fill(&cache, 1, 7);
+    assert_eq!(cache.len(), 0);
+}
+
+#[test]
+fn a_write_forgets_its_change_even_when_it_fails() {
+    let cache = trusted(10);
+    fill(&cache, 1, 7);
+    let failed_write = || -> Result<(), ()> {
+        let _forget = cache.forget_after(Change::User(7));
+        Err(())
+    };
+    assert!(failed_write().is_err());
+    assert_eq!(cached(&cache, 1, t(1)), None);
+}
+
+#[test]
+fn hits_and_misses_are_counted() {
+    let cache = trusted(10);
+    fill(&cache, 1, 7);
+    cached(&cache, 1, t(1));
+    assert_eq!(cache.stats(), SessionCacheStats { hits: 1, misses: 1 });
+}
+
+#[test]
 fn a_disabled_cache_stays_empty() {
     let cache = SessionCache::disabled();
     cache.set_trusted(true);
@@ -183,6 +215,11 @@ fn notifications_forget_what_they_name() {
     cache.apply("u:8");
     assert_eq!(cached(&cache, 2, t(1)), None);
     assert!(cached(&cache, 3, t(1)).is_some());
+    cache.apply("heartbeat");
+    assert!(
+        cached(&cache, 3, t(1)).is_some(),
+        "a heartbeat forgets nothing"
+    );
     cache.apply("something new");
     assert_eq!(cache.len(), 0);
 }

@@ -43,24 +43,24 @@ macro_rules! impl_admin_store {
                 is_superuser: bool,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<bool> {
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
                 let done = sqlx::query("UPDATE users SET is_superuser = $1, updated_at = $2 WHERE id = $3")
                     .bind(is_superuser)
                     .bind(now)
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
-                self.cache.forget_user(user_id);
                 Ok(done.rows_affected() > 0)
             }
 
             async fn delete_user(&self, user_id: i64) -> $crate::store::StoreResult<bool> {
                 // Notes, sessions (with their refresh tokens) and email tokens cascade; events
                 // keep their rows with the user set to NULL.
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
                 let done = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
-                self.cache.forget_user(user_id);
                 Ok(done.rows_affected() > 0)
             }
 

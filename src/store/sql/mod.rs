@@ -81,6 +81,10 @@ macro_rules! impl_store {
                 self.pool.close().await;
             }
 
+            fn session_cache_stats(&self) -> $crate::store::SessionCacheStats {
+                self.cache.stats()
+            }
+
             async fn count_active_sessions(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,

@@ -83,6 +83,7 @@ macro_rules! impl_profile_store {
                 verified: bool,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
                 sqlx::query("UPDATE users SET email = $1, email_verified = $2, updated_at = $3 WHERE id = $4")
                     .bind(email)
                     .bind(verified)
@@ -90,7 +91,6 @@ macro_rules! impl_profile_store {
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
-                self.cache.forget_user(user_id);
                 Ok(())
             }
 
@@ -100,13 +100,13 @@ macro_rules! impl_profile_store {
                 full_name: Option<&str>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
                 sqlx::query("UPDATE users SET full_name = $1, updated_at = $2 WHERE id = $3")
                     .bind(full_name)
                     .bind(now)
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
-                self.cache.forget_user(user_id);
                 Ok(())
             }
         }

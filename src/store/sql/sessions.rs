@@ -105,32 +105,32 @@ macro_rules! impl_session_store {
             }
 
             async fn delete_session_by_token_hash(&self, token_hash: &str) -> $crate::store::StoreResult<bool> {
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::Token(token_hash));
                 let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
                     .bind(token_hash)
                     .execute(&self.pool)
                     .await?;
-                self.cache.forget_token(token_hash);
                 Ok(done.rows_affected() > 0)
             }
 
             async fn delete_session(&self, user_id: i64, session_id: i64) -> $crate::store::StoreResult<bool> {
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::Session(session_id));
                 let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
                     .bind(session_id)
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
-                self.cache.forget_session(session_id);
                 Ok(done.rows_affected() > 0)
             }
 
             async fn delete_other_sessions(&self, user_id: i64, keep: Option<i64>) -> $crate::store::StoreResult<u64> {
                 // -1 matches no session: "keep none".
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
                 let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
                     .bind(user_id)
                     .bind(keep.unwrap_or(-1))
                     .execute(&self.pool)
                     .await?;
-                self.cache.forget_user(user_id);
                 Ok(done.rows_affected())
             }
 
@@ -179,9 +179,9 @@ macro_rules! impl_session_store {
                     0
                 };
                 if marked == 0 {
+                    let _forget = self.cache.forget_after($crate::store::session_cache::Change::Session(session_id));
                     sqlx::query("DELETE FROM sessions WHERE id = $1").bind(session_id).execute(&mut *tx).await?;
                     tx.commit().await?;
-                    self.cache.forget_session(session_id);
                     return Ok(Rotation::Reused { session_id, user_id });
                 }
                 let sql = concat!(

@@ -56,13 +56,13 @@ macro_rules! impl_user_store {
                 hash: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
                 sqlx::query("UPDATE users SET hashed_password = $1, updated_at = $2 WHERE id = $3")
                     .bind(hash)
                     .bind(now)
                     .bind(user_id)
                     .execute(&self.pool)
                     .await?;
-                self.cache.forget_user(user_id);
                 Ok(())
             }
 
@@ -72,6 +72,7 @@ macro_rules! impl_user_store {
                 disabled: bool,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
                     .bind(disabled)
@@ -86,7 +87,6 @@ macro_rules! impl_user_store {
                         .await?;
                 }
                 tx.commit().await?;
-                self.cache.forget_user(user_id);
                 Ok(())
             }
         }
