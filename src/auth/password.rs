@@ -8,14 +8,14 @@
 //! a request that would wait longer than `max_wait` gets `HasherBusy` (a 503 with
 //! `Retry-After`), so a login flood cannot pile up memory and latency for everyone else.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 use super::hashing_threads::HashingThreads;
@@ -69,6 +69,8 @@ impl PasswordHasher {
         return_large_blocks_on_free();
         let dummy_password = uuid::Uuid::new_v4().to_string();
         let dummy_hash = hash_now(&params, &dummy_password)?;
+        // Only the hashing threads keep working memory; this thread hashes once.
+        WORKING_MEMORY.take();
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(slots)),
@@ -179,12 +181,12 @@ impl Drop for WaitingGuard<'_> {
     }
 }
 
-/// Each hash allocates `memory_kib` (19 MiB by default). glibc raises its mmap threshold after
-/// the first such block is freed, and from then on keeps the blocks in per-thread arenas: a
-/// login flood, hashed on changing blocking-pool threads (before `hashing_threads`), grew the
-/// process past 500 MB
-/// (bench/RESULTS.md, scenario 4). A fixed threshold makes every block an mmap that is
-/// returned to the system when the hash ends.
+/// Argon2 needs `memory_kib` (19 MiB by default) per hash. glibc raises its mmap threshold
+/// after the first such block is freed, and from then on keeps the blocks in per-thread arenas:
+/// a login flood, hashed on changing blocking-pool threads (before `hashing_threads`), grew the
+/// process past 500 MB (bench/RESULTS.md, scenario 4). Each hashing thread now keeps one block
+/// (`WORKING_MEMORY`); a fixed threshold still returns any other large block (a hash with
+/// bigger parameters, the startup hash) to the system when it is freed.
 fn return_large_blocks_on_free() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; it is safe to call at any time.
@@ -193,15 +195,101 @@ fn return_large_blocks_on_free() {
     }
 }
 
+/// The most working memory a hashing thread keeps between hashes (64 MiB, in 1 KiB blocks).
+const KEEP_AT_MOST_BLOCKS: usize = 64 * 1024;
+
+thread_local! {
+    /// Argon2's working memory (19 MiB with the default parameters), kept by each hashing
+    /// thread from one hash to the next. A fresh allocation per hash was mapped, faulted in
+    /// page by page and unmapped every time: about 40% of login throughput under load
+    /// (bench/RESULTS.md, scenario 2).
+    static WORKING_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs Argon2id's `argon2` with this thread's working memory, then wipes the memory: it holds
+/// values derived from the password, which must not outlive the hash.
+fn with_working_memory<T>(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    run: impl FnOnce(&Argon2<'_>, &mut [Block]) -> T,
+) -> T {
+    WORKING_MEMORY.with_borrow_mut(|memory| {
+        let needed = params.block_count();
+        if memory.len() < needed {
+            memory.resize(needed, Block::default());
+        }
+        let result = run(argon2, &mut memory[..needed]);
+        memory[..needed].fill(Block::default());
+        // The memory is not read again before the next hash writes it; this keeps the
+        // compiler from dropping the wipe as a dead store.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if memory.len() > KEEP_AT_MOST_BLOCKS {
+            // An old hash with far bigger parameters: verified once, not kept for.
+            *memory = Vec::new();
+        }
+        result
+    })
+}
+
+/// The raw Argon2 output of `password` with `salt`, `out_len` bytes long.
+fn argon2_output(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &str,
+    salt: &[u8],
+    out_len: usize,
+) -> anyhow::Result<Vec<u8>> {
+    let mut out = vec![0u8; out_len];
+    with_working_memory(argon2, params, |argon2, memory| {
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, memory)
+    })
+    .map_err(|e| anyhow!("hashing failed: {e}"))?;
+    Ok(out)
+}
+
 fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
 fn hash_now(params: &Params, password: &str) -> anyhow::Result<String> {
-    argon2(params)
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow!("hashing failed: {e}"))
+    let salt = Salt::generate();
+    let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = argon2_output(&argon2(params), params, password, &salt, out_len)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: params
+            .try_into()
+            .map_err(|e| anyhow!("Argon2 parameters: {e}"))?,
+        salt: Some(salt),
+        hash: Some(Output::new(&output).map_err(|e| anyhow!("Argon2 output: {e}"))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` gives the hash `stored` holds, with the algorithm, version and
+/// parameters written in it (so hashes made with older parameters still verify).
+fn argon2_matches(password: &str, stored: &PasswordHash) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(stored.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match stored.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(stored) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    argon2_output(&argon2, &params, password, salt, expected.len())
+        .ok()
+        .and_then(|out| Output::new(&out).ok())
+        // `Output` compares in constant time.
+        .is_some_and(|computed| &computed == expected)
 }
 
 fn verify_now(params: &Params, password: &str, stored: &str) -> anyhow::Result<Verification> {
@@ -219,10 +307,7 @@ fn verify_now(params: &Params, password: &str, stored: &str) -> anyhow::Result<V
             return Ok(Verification::Mismatch);
         }
     };
-    if argon2(params)
-        .verify_password(password.as_bytes(), &parsed)
-        .is_err()
-    {
+    if !argon2_matches(password, &parsed) {
         return Ok(Verification::Mismatch);
     }
     let current = parsed.algorithm.as_str() == "argon2id"
@@ -248,6 +333,61 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         }
+    }
+
+    /// Made by argon2-cffi (the Python binding of the reference implementation).
+    const FOREIGN_HASHES: [&str; 2] = [
+        "$argon2id$v=19$m=4096,t=1,p=1$ElDaemXT5kLPZT4dwOLCRg$GPJkGBJAFBMvWkrMeul7QwKpDJqPysN9Ojlea3fQgUI",
+        "$argon2id$v=19$m=8192,t=2,p=2$KMsWiL0g0Sj+Sccuu27NBA$/f9DAaaatTvAuiQx8KMZDIutmI+Z9bPzC9OhAr0lxYk",
+    ];
+
+    #[test]
+    fn hashes_from_the_reference_implementation_verify_with_their_own_parameters() {
+        let ours = Params::new(1024, 1, 1, None).unwrap();
+        for stored in FOREIGN_HASHES {
+            assert_eq!(
+                verify_now(&ours, "correct horse battery", stored).unwrap(),
+                Verification::MatchNeedsRehash,
+                "{stored}"
+            );
+            assert_eq!(
+                verify_now(&ours, "correct horse batterY", stored).unwrap(),
+                Verification::Mismatch
+            );
+        }
+    }
+
+    #[test]
+    fn our_hashes_pass_the_standard_verifier() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let stored = hash_now(&params, "correct horse battery").unwrap();
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+            "{stored}"
+        );
+        let parsed = PasswordHash::new(&stored).unwrap();
+        let standard = argon2(&params);
+        assert!(
+            standard
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+        assert!(standard.verify_password(b"wrong", &parsed).is_err());
+    }
+
+    #[test]
+    fn working_memory_is_wiped_after_each_hash() {
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        hash_now(&params, "correct horse battery").unwrap();
+        WORKING_MEMORY.with_borrow(|memory| {
+            assert_eq!(memory.len(), params.block_count());
+            assert!(
+                memory
+                    .iter()
+                    .all(|block| block.as_ref().iter().all(|w| *w == 0))
+            );
+        });
     }
 
     fn pw(s: &str) -> Password {
