@@ -198,6 +198,10 @@ fn return_large_blocks_on_free() {
 /// The most working memory a hashing thread keeps between hashes (64 MiB, in 1 KiB blocks).
 const KEEP_AT_MOST_BLOCKS: usize = 64 * 1024;
 
+/// The most memory a stored hash may ask for (1 GiB): hashes can arrive from an imported
+/// database, and one naming terabytes must fail its login, not exhaust the machine.
+const MAX_STORED_MEMORY_KIB: u32 = 1024 * 1024;
+
 thread_local! {
     /// Argon2's working memory (19 MiB with the default parameters), kept by each hashing
     /// thread from one hash to the next. A fresh allocation per hash was mapped, faulted in
@@ -206,29 +210,44 @@ thread_local! {
     static WORKING_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs Argon2id's `argon2` with this thread's working memory, then wipes the memory: it holds
-/// values derived from the password, which must not outlive the hash.
+/// Runs `argon2` with this thread's working memory (grown when needed), wiped afterwards.
 fn with_working_memory<T>(
     argon2: &Argon2<'_>,
     params: &Params,
     run: impl FnOnce(&Argon2<'_>, &mut [Block]) -> T,
-) -> T {
+) -> anyhow::Result<T> {
     WORKING_MEMORY.with_borrow_mut(|memory| {
         let needed = params.block_count();
         if memory.len() < needed {
+            // Fallible: a stored hash may name any memory cost, and a refused allocation
+            // would abort the process.
+            memory
+                .try_reserve_exact(needed - memory.len())
+                .map_err(|_| anyhow!("cannot allocate {} KiB for Argon2", params.m_cost()))?;
             memory.resize(needed, Block::default());
         }
-        let result = run(argon2, &mut memory[..needed]);
-        memory[..needed].fill(Block::default());
-        // The memory is not read again before the next hash writes it; this keeps the
-        // compiler from dropping the wipe as a dead store.
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if memory.len() > KEEP_AT_MOST_BLOCKS {
+        let result = {
+            let wiped = WipeOnDrop(&mut memory[..needed]);
+            run(argon2, wiped.0)
+        };
+        if memory.capacity() > KEEP_AT_MOST_BLOCKS {
             // An old hash with far bigger parameters: verified once, not kept for.
             *memory = Vec::new();
         }
-        result
+        Ok(result)
     })
+}
+
+/// Zeroes Argon2's working memory when the hash ends, a panic included: it holds values derived
+/// from the password, which must not outlive the hash.
+struct WipeOnDrop<'a>(&'a mut [Block]);
+
+impl Drop for WipeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fill(Block::default());
+        // Tells the compiler the zeroes are read, so the fill is never dropped as a dead store.
+        std::hint::black_box(&mut *self.0);
+    }
 }
 
 /// The raw Argon2 output of `password` with `salt`, `out_len` bytes long.
@@ -242,7 +261,7 @@ fn argon2_output(
     let mut out = vec![0u8; out_len];
     with_working_memory(argon2, params, |argon2, memory| {
         argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, memory)
-    })
+    })?
     .map_err(|e| anyhow!("hashing failed: {e}"))?;
     Ok(out)
 }
@@ -284,6 +303,13 @@ fn argon2_matches(password: &str, stored: &PasswordHash) -> bool {
     let Ok(params) = Params::try_from(stored) else {
         return false;
     };
+    if params.m_cost() > MAX_STORED_MEMORY_KIB {
+        tracing::warn!(
+            memory_kib = params.m_cost(),
+            "stored password hash asks for more Argon2 memory than allowed; treated as a mismatch"
+        );
+        return false;
+    }
     let argon2 = Argon2::new(algorithm, version, params.clone());
     argon2_output(&argon2, &params, password, salt, expected.len())
         .ok()
@@ -374,6 +400,16 @@ mod tests {
                 .is_ok()
         );
         assert!(standard.verify_password(b"wrong", &parsed).is_err());
+    }
+
+    #[test]
+    fn a_stored_hash_asking_for_absurd_memory_fails_its_login_only() {
+        let ours = Params::new(1024, 1, 1, None).unwrap();
+        let hostile = FOREIGN_HASHES[0].replace("m=4096", "m=4294967295");
+        assert_eq!(
+            verify_now(&ours, "correct horse battery", &hostile).unwrap(),
+            Verification::Mismatch
+        );
     }
 
     #[test]
