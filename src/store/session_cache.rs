@@ -3,9 +3,10 @@
 //! Revocation must still take effect on the very next request, on every instance. So an entry
 //! is only served while the cache knows of every change to `sessions` and `users`:
 //! - writes of this process forget what they change, after their commit (`forget_*`);
-//! - PostgreSQL: triggers `NOTIFY` each change, and `follow_postgres` forgets what they name.
-//!   While that listener is not subscribed (at start, after a lost connection) nothing is served
-//!   or stored;
+//! - PostgreSQL: triggers `NOTIFY` each change, and `follow_postgres` forgets what they name,
+//!   on every instance as soon as the notification arrives. While that listener is not
+//!   subscribed or hears nothing (at start, after a lost or silent connection) nothing is
+//!   served or stored;
 //! - SQLite: every commit, by any connection or process, changes the WAL index header in the
 //!   `-shm` file. Each lookup reads that header first and empties the cache when it moved
 //!   (`WalWatch`), so a write by another process, such as the admin command line, is seen at once.
