@@ -13,12 +13,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 
 both_backends!(
     revocations_are_refused_at_once_on_every_instance,
     changes_made_in_sql_are_seen_by_every_instance,
     a_revoked_browser_session_is_refused_on_every_instance,
+    a_cache_of_zero_entries_reads_every_session_from_the_database,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -393,4 +394,20 @@ async fn postgres_instance_forgets_its_own_writes_without_notifications() {
     );
     store.set_user_disabled(alice, true, now).await.unwrap();
     assert_eq!(app.get_me(&admin).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// `SESSION_CACHE_ENTRIES=0`: nothing is served from memory, every lookup is a miss.
+async fn a_cache_of_zero_entries_reads_every_session_from_the_database(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.session_cache_entries = 0).await;
+    let token = app.signup_and_login("alice").await;
+    let here = Peer::at(&app.base, backend);
+    for _ in 0..3 {
+        assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
+    }
+    // PostgreSQL would trust a cache within a moment of starting; give it that moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
+    assert_eq!(here.cache_hits().await, 0);
+    let stats = app.state.store.session_cache_stats();
+    assert_eq!((stats.hits, stats.misses), (0, 4));
 }
