@@ -2,7 +2,8 @@
 //!
 //! Revocation must still take effect on the very next request, on every instance. So an entry
 //! is only served while the cache knows of every change to `sessions` and `users`:
-//! - writes of this process forget what they change, after their commit (`forget_*`);
+//! - writes of this process forget what they change when the write ends, after its commit
+//!   (`forget_after`, a guard);
 //! - PostgreSQL: triggers `NOTIFY` each change, and `follow_postgres` forgets what they name,
 //!   on every instance as soon as the notification arrives. While that listener is not
 //!   subscribed or hears nothing (at start, after a lost or silent connection) nothing is
