@@ -36,16 +36,6 @@ impl TestApp {
         (id, token)
     }
 
-    async fn user_id(&self, username: &str) -> i64 {
-        self.state
-            .store
-            .user_by_key(username)
-            .await
-            .unwrap()
-            .expect("the user exists")
-            .id
-    }
-
     async fn admin_post(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .post(self.url(path))

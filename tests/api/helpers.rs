@@ -273,6 +273,17 @@ impl TestApp {
         }
     }
 
+    /// The id of the user with this (already folded) username.
+    pub async fn user_id(&self, username: &str) -> i64 {
+        self.state
+            .store
+            .user_by_key(username)
+            .await
+            .unwrap()
+            .expect("the user exists")
+            .id
+    }
+
     /// Runs a statement without parameters on the test database.
     pub async fn execute_sql(&self, sql: &'static str) {
         match &self.db {

@@ -143,15 +143,16 @@ async fn pair(app: &TestApp, username: &str) -> (String, String) {
     (field("access_token"), field("refresh_token"))
 }
 
-async fn user_id(app: &TestApp, username: &str) -> i64 {
-    app.fetch_text(
-        "SELECT CAST(id AS TEXT) FROM users WHERE username = $1",
-        username,
-    )
-    .await
-    .unwrap()
-    .parse()
-    .unwrap()
+/// Ends every session of the token's user but its own, through the API.
+async fn end_other_sessions(app: &TestApp, token: &str) {
+    let response = app
+        .client
+        .delete(app.url("/users/me/sessions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
 }
 
 /// Every way a session ends, each after both instances hold the session in memory: the
@@ -203,14 +204,7 @@ async fn revocations_are_refused_at_once_on_every_instance(backend: Backend) {
     assert_eq!(app.get_me(&ended).await.status(), StatusCode::UNAUTHORIZED);
     peer.settles_on(me, Auth::Bearer(&ended), StatusCode::UNAUTHORIZED)
         .await;
-    let all_others = app
-        .client
-        .delete(app.url("/users/me/sessions"))
-        .bearer_auth(&keeper)
-        .send()
-        .await
-        .unwrap();
-    assert!(all_others.status().is_success());
+    end_other_sessions(&app, &keeper).await;
     assert_eq!(app.get_me(&other).await.status(), StatusCode::UNAUTHORIZED);
     peer.settles_on(me, Auth::Bearer(&other), StatusCode::UNAUTHORIZED)
         .await;
@@ -234,7 +228,7 @@ async fn revocations_are_refused_at_once_on_every_instance(backend: Backend) {
         .await;
 
     // Superuser rights withdrawn: the cached user must not keep them.
-    let alice = user_id(&app, "alice").await;
+    let alice = app.user_id("alice").await;
     let store = app.state.store.as_ref();
     let now = app.clock.now();
     store.set_superuser(alice, true, now).await.unwrap();
@@ -306,11 +300,7 @@ async fn a_revoked_browser_session_is_refused_on_every_instance(backend: Backend
     let peer = Peer::start(&app, backend).await;
     app.signup("alice", PASSWORD).await;
     let store = app.state.store.as_ref();
-    let user = store
-        .user_by_id(user_id(&app, "alice").await)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = store.user_by_key("alice").await.unwrap().unwrap();
     let (cookie, _) = start_browser_session(
         store,
         &app.state.config.sessions,
@@ -368,17 +358,10 @@ async fn postgres_instance_forgets_its_own_writes_without_notifications() {
 
     let keeper = warm_here(pair(&app, "alice").await.0).await;
     let other = warm_here(pair(&app, "alice").await.0).await;
-    let all_others = app
-        .client
-        .delete(app.url("/users/me/sessions"))
-        .bearer_auth(&keeper)
-        .send()
-        .await
-        .unwrap();
-    assert!(all_others.status().is_success());
+    end_other_sessions(&app, &keeper).await;
     assert_eq!(app.get_me(&other).await.status(), StatusCode::UNAUTHORIZED);
 
-    let alice = user_id(&app, "alice").await;
+    let alice = app.user_id("alice").await;
     let store = app.state.store.as_ref();
     let now = app.clock.now();
     store.set_superuser(alice, true, now).await.unwrap();

@@ -294,15 +294,7 @@ async fn disabling_a_user_ends_their_sessions(backend: Backend) {
     let app = spawn_app(backend).await;
     app.signup("alice", PASSWORD).await;
     let pair = login_pair(&app, "alice").await;
-    let user_id: i64 = app
-        .fetch_text(
-            "SELECT CAST(id AS TEXT) FROM users WHERE username = $1",
-            "alice",
-        )
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let user_id = app.user_id("alice").await;
     app.state
         .store
         .set_user_disabled(user_id, true, app.clock_now())
