@@ -22,14 +22,16 @@ pub async fn authenticate(
     username: &str,
     password: String,
 ) -> Result<User> {
-    throttle::check(store, policy, username, now).await?;
+    let on_record = throttle::check(store, policy, username, now).await?;
     let outcome = check_credentials(store, hasher, username, password, now).await;
     match &outcome {
         Err(Error::Unauthorized(AuthFailure::BadCredentials)) => {
             throttle::record_failure(store, username, now).await?;
         }
-        Ok(_) => throttle::clear(store, username).await?,
-        Err(_) => {}
+        // Most logins have no failures to forget: no write for them. A failure counted while
+        // this login was hashing happened after its check, and stays counted.
+        Ok(_) if on_record.0 => throttle::clear(store, username).await?,
+        Ok(_) | Err(_) => {}
     }
     outcome
 }

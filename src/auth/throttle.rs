@@ -63,16 +63,18 @@ pub fn gate(policy: &LoginThrottle, failures: Option<LoginFailures>, now: DateTi
     }
 }
 
-/// Refuses the attempt while the account named `username` is slowed down or locked.
+/// Refuses the attempt while the account named `username` is slowed down or locked. Otherwise
+/// tells whether failures are on record (a successful login then clears them).
 pub async fn check(
     store: &dyn Store,
     policy: &LoginThrottle,
     username: &str,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<FailuresOnRecord> {
     let failures = store.login_failures(&name_hash(username)).await?;
+    let on_record = FailuresOnRecord(failures.is_some());
     match gate(policy, failures, now) {
-        Gate::Open => Ok(()),
+        Gate::Open => Ok(on_record),
         Gate::Wait(left) => Err(Error::TooManyRequests {
             detail: "Too many failed login attempts for this account; try again later".into(),
             retry_after: Some(left.as_secs().max(1) + u64::from(left.subsec_nanos() > 0)),
@@ -85,6 +87,10 @@ pub async fn check(
         }),
     }
 }
+
+/// Whether an account had failed attempts counted when its login began.
+#[derive(Debug, Clone, Copy)]
+pub struct FailuresOnRecord(pub bool);
 
 /// Counts a failed attempt against the typed name.
 pub async fn record_failure(store: &dyn Store, username: &str, now: DateTime<Utc>) -> Result<()> {
