@@ -7,7 +7,8 @@
 # Environment: CARGO_TARGET_DIR (default target/bench), BENCH_SECONDS (one wrk run, default 8),
 # BENCH_ROUNDS (interleaved rounds, default 3), BENCH_PORT (default 18000), BENCH_PG_URL
 # (default postgres://postgres@127.0.0.1:5432), BENCH_LARGE_USERS (default 1000000),
-# BENCH_KEEP=1 keeps the work folder with every raw output.
+# BENCH_KEEP=1 keeps the work folder with every raw output, BENCH_S3_BARE=1 adds bare hashing
+# (no login requests) at two scheduling priorities to scenario 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -178,28 +179,52 @@ scenario_2() {
     say "RESULT 2: median logins $logins/s; limit (cores / one verification) $limit/s, ratio $r2 (target >= 0.9: $(verdict "$r2 >= 0.9")); bare parallel verification $parallel/s, ratio $rp"
 }
 
+# The paced GET /users/me/ load of scenario 3 (4 connections, one request per 5 ms each).
+paced() { # OUTPUT
+    BENCH_TOKENS=$WORK/tokens-small BENCH_DELAY_MS=5 $WRK -c4 -d"${SECONDS_PER_RUN}s" \
+        -s bench/wrk/me.lua "http://127.0.0.1:$PORT" >"$1"
+}
+
+# The paced load beside the helper's bare hashing (one loop per core, no requests), started
+# under the scheduling command given (nice, chrt).
+paced_beside_hashing() { # OUTPUT COMMAND...
+    local output=$1
+    shift
+    "$@" "$HELPER" hash-load "$((SECONDS_PER_RUN + 3))" >/dev/null &
+    local load=$!
+    sleep 1.5
+    paced "$output"
+    wait "$load"
+}
+
 scenario_3() {
     say "## 3. GET /users/me/ p99 while a login flood fills every hashing slot (paced: wrk -t1 -c4, one request per 5 ms per connection; flood: wrk -t1 -c16 on /token; $ROUNDS rounds)"
     local r
     for r in $(seq "$ROUNDS"); do
-        BENCH_TOKENS=$WORK/tokens-small BENCH_DELAY_MS=5 $WRK -c4 -d"${SECONDS_PER_RUN}s" \
-            -s bench/wrk/me.lua "http://127.0.0.1:$PORT" >"$WORK/s3-quiet-$r.txt"
+        paced "$WORK/s3-quiet-$r.txt"
         BENCH_USERS=$SMALL_USERS $WRK -c16 -d"$((SECONDS_PER_RUN + 3))s" -s bench/wrk/login.lua \
             "http://127.0.0.1:$PORT" >"$WORK/s3-flood-$r.txt" &
         local flood=$!
         sleep 1.5
         curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^gatehouse_password_hash_(slots|slots_in_use|waiting) ' |
             tr '\n' ' ' >"$WORK/s3-slots-$r.txt" || true
-        BENCH_TOKENS=$WORK/tokens-small BENCH_DELAY_MS=5 $WRK -c4 -d"${SECONDS_PER_RUN}s" \
-            -s bench/wrk/me.lua "http://127.0.0.1:$PORT" >"$WORK/s3-busy-$r.txt"
+        paced "$WORK/s3-busy-$r.txt"
         wait "$flood"
         say "round $r: quiet p50 $(pct "$WORK/s3-quiet-$r.txt" 50) p99 $(pct "$WORK/s3-quiet-$r.txt" 99) ms; under flood p50 $(pct "$WORK/s3-busy-$r.txt" 50) p99 $(pct "$WORK/s3-busy-$r.txt" 99) ms [$(errors "$WORK/s3-busy-$r.txt")]; flood $(rps "$WORK/s3-flood-$r.txt") logins/s; metrics during flood: $(cat "$WORK/s3-slots-$r.txt")"
+        if [ -n "${BENCH_S3_BARE:-}" ]; then
+            paced_beside_hashing "$WORK/s3-nice-$r.txt" nice -n 10
+            paced_beside_hashing "$WORK/s3-idle-$r.txt" chrt --idle 0
+            say "round $r, bare hashing on every core beside the paced load (no login requests): at nice 10 p99 $(pct "$WORK/s3-nice-$r.txt" 99) ms; under SCHED_IDLE p99 $(pct "$WORK/s3-idle-$r.txt" 99) ms"
+        fi
     done
     local quiet busy r3
     quiet=$(for f in "$WORK"/s3-quiet-*.txt; do pct "$f" 99; done | median)
     busy=$(for f in "$WORK"/s3-busy-*.txt; do pct "$f" 99; done | median)
     r3=$(ratio "$busy" "$quiet")
     say "RESULT 3: median p99 quiet $quiet ms, under flood $busy ms; ratio $r3 (target < 20 ms and < 3x: $(verdict "$busy < 20 && $r3 < 3"))"
+    if [ -n "${BENCH_S3_BARE:-}" ]; then
+        say "bare hashing: median p99 at nice 10 $(for f in "$WORK"/s3-nice-*.txt; do pct "$f" 99; done | median) ms, under SCHED_IDLE $(for f in "$WORK"/s3-idle-*.txt; do pct "$f" 99; done | median) ms"
+    fi
 }
 
 scenario_4() {

@@ -83,3 +83,29 @@ pub fn report(rounds: u32) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Hashes on one thread per core, back to back, for `seconds`: the CPU and memory load of a
+/// login flood without its requests. Scenario 3 runs it under `nice` and under `chrt --idle`
+/// to show what the scheduling priority of hashing alone does to other requests.
+pub fn load(seconds: u64) -> anyhow::Result<()> {
+    let argon2 = argon2()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let until = Instant::now() + std::time::Duration::from_secs(seconds);
+    let hashes: u64 = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..cores)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut memory = working_memory(&argon2);
+                    let mut done = 0u64;
+                    while Instant::now() < until && compute(&argon2, &mut memory).is_ok() {
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap_or(0)).sum()
+    });
+    println!("hashes={hashes} threads={cores} seconds={seconds}");
+    Ok(())
+}

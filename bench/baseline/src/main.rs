@@ -4,6 +4,8 @@
 //!   HS256 JWT (`SECRET_KEY`) and does one indexed row lookup on the same `DATABASE_URL`.
 //! - `hash-time [N]`: seconds per Argon2id verification with the `ARGON2_*` parameters, one
 //!   thread, and the hashing limit in logins per second (cores / that time).
+//! - `hash-load SECONDS`: one Argon2id loop per core for that long (a login flood's hashing
+//!   without its requests).
 //! - `seed FROM TO`: users `benchFROM..=benchTO` in one `INSERT ... SELECT`, all sharing one
 //!   precomputed Argon2id hash of `BENCH_PASSWORD`.
 //! - `flood CONNECTIONS SECONDS USERS`: every connection logs in over and over until the time
@@ -26,11 +28,12 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("serve") => run(baseline::serve()),
         Some("hash-time") => hashing::report(arg(1, 20) as u32),
+        Some("hash-load") => hashing::load(arg(1, 10)),
         Some("seed") => run(db::seed(arg(1, 1), arg(2, 1000))),
         Some("flood") => run(flood::run(arg(1, 1000) as usize, arg(2, 20), arg(3, 1000))),
         _ => {
             eprintln!(
-                "usage: gatehouse-bench serve | hash-time [N] | seed FROM TO | flood CONNECTIONS SECONDS USERS"
+                "usage: gatehouse-bench serve | hash-time [N] | hash-load SECONDS | seed FROM TO | flood CONNECTIONS SECONDS USERS"
             );
             return ExitCode::from(2);
         }
