@@ -8,8 +8,9 @@
 //! hashing beside the paced `GET /users/me/` load: p99 1.6 to 3.2 ms at nice 10, 0.6 to 1.3 ms
 //! (as without them) under `SCHED_IDLE`.
 //!
-//! The price: while request threads keep every core busy, hashes wait, and logins queued behind
-//! them get 503 after `PASSWORD_HASH_MAX_WAIT_MS`; signed-in traffic keeps its latency. Where
+//! The price: while request threads keep every core busy, hashes wait, and a login whose hash
+//! is not done within `PASSWORD_HASH_MAX_WAIT_MS` gets 503; signed-in traffic keeps its
+//! latency. Where
 //! `SCHED_IDLE` is refused, the threads fall back to nice 10. The threads end when the last
 //! `PasswordHasher` clone is dropped.
 

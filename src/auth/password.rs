@@ -2,11 +2,12 @@
 //! passlib stores `$2b$`), which are upgraded at the next successful login.
 //!
 //! Hashing is CPU-bound and slow on purpose, so it runs on its own threads, one per core and
-//! at a lower priority (`hashing_threads`), behind a semaphore with one permit per thread: a
+//! at the lowest priority (`hashing_threads`), behind a semaphore with one permit per thread: a
 //! flood of logins queues there instead of starving the async workers that serve every other
-//! request. The queue is bounded in time and length:
-//! a request that would wait longer than `max_wait` gets `HasherBusy` (a 503 with
-//! `Retry-After`), so a login flood cannot pile up memory and latency for everyone else.
+//! request. The queue is bounded in time and length: a request whose hash is not done within
+//! `max_wait` (waiting for a slot, then hashing) gets `HasherBusy` (a 503 with `Retry-After`),
+//! so a login flood cannot pile up memory and latency for everyone else, and a login never
+//! hangs while other requests keep every core busy and leave hashing no CPU time.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ pub struct PasswordHasher {
     threads: HashingThreads,
     /// Hashes queued for a slot, for `/metrics`.
     waiting: Arc<AtomicUsize>,
-    /// How long a request may wait for a slot.
+    /// How long a request may wait for its hash: for a slot, then for the hash itself.
     max_wait: Duration,
     /// Password checks run so far (real and dummy alike).
     verifications: Arc<AtomicU64>,
@@ -83,7 +84,7 @@ impl PasswordHasher {
         })
     }
 
-    /// How long a request may wait for a hashing slot before `HasherBusy`.
+    /// How long a request may wait for its hash (a slot, then the hash) before `HasherBusy`.
     pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
         self.max_wait = max_wait;
         self
@@ -143,13 +144,14 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
+        let deadline = tokio::time::Instant::now() + self.max_wait;
         let permit = {
             // Counted down on drop, so a request cancelled while queued leaves the queue.
             let queued = WaitingGuard::enter(&self.waiting);
             if queued.0.load(Ordering::Relaxed) > self.slot_count * QUEUE_PER_SLOT {
                 return Err(HasherBusy.into());
             }
-            match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
+            match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
                 Ok(permit) => permit.context("hasher closed")?,
                 Err(_) => return Err(HasherBusy.into()),
             }
@@ -157,12 +159,16 @@ impl PasswordHasher {
         // The slot goes with the hash, not with the request: a client that hangs up leaves its
         // hash running, and the slot stays taken until it ends, so the next request waits for
         // the slot (bounded) instead of queueing behind it on the thread (unbounded).
-        self.threads
-            .run(move || {
-                let _permit = permit;
-                work()
-            })
+        let hashed = self.threads.run(move || {
+            let _permit = permit;
+            work()
+        });
+        // A hash gets only the CPU time no request thread wants: while requests keep every
+        // core busy it can take seconds instead of milliseconds. The request gives up at the
+        // same deadline; the hash still ends, and frees its slot, on its own.
+        tokio::time::timeout_at(deadline, hashed)
             .await
+            .map_err(|_| HasherBusy)?
     }
 }
 
@@ -516,6 +522,28 @@ mod tests {
         drop(held);
         assert!(hasher.verify(&pw("whatever1"), None).await.is_ok());
         assert_eq!(hasher.verifications(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hash_that_overruns_the_wait_is_answered_busy_and_keeps_its_slot() {
+        let hasher = PasswordHasher::new(cheap())
+            .unwrap()
+            .with_max_wait(Duration::from_millis(20));
+        // A hash that cannot end before the test lets it: as one starved of CPU time.
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let answered = hasher.run_bounded(move || Ok(blocked.recv()?));
+        let answered = tokio::time::timeout(Duration::from_secs(10), answered).await;
+        let err = answered
+            .expect("answered before the hash ends")
+            .unwrap_err();
+        assert!(err.is::<HasherBusy>(), "{err:?}");
+        assert_eq!(hasher.slots_in_use(), 1, "the hash still runs");
+        release.send(()).unwrap();
+        let freed = hasher
+            .slots
+            .acquire_many(u32::try_from(hasher.slots()).unwrap());
+        let freed = tokio::time::timeout(Duration::from_secs(10), freed).await;
+        assert!(freed.is_ok(), "the slot is freed when the hash ends");
     }
 
     #[tokio::test]
