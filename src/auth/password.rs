@@ -342,17 +342,33 @@ fn verify_now(params: &Params, password: &str, stored: &str) -> anyhow::Result<V
     if !argon2_matches(password, &parsed) {
         return Ok(Verification::Mismatch);
     }
-    let current = parsed.algorithm.as_str() == "argon2id"
-        && Params::try_from(&parsed).is_ok_and(|p| {
-            p.m_cost() == params.m_cost()
-                && p.t_cost() == params.t_cost()
-                && p.p_cost() == params.p_cost()
-        });
-    Ok(if current {
+    Ok(if made_as_today(&parsed, params) {
         Verification::Match
     } else {
         Verification::MatchNeedsRehash
     })
+}
+
+/// Whether a stored hash is what `hash_now` would write with `params`: the same algorithm,
+/// version, costs, output length and at least as long a salt. Any other hash that matches is
+/// replaced at the login.
+fn made_as_today(stored: &PasswordHash, params: &Params) -> bool {
+    let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    stored.algorithm == Algorithm::Argon2id.ident()
+        && stored.version == Some(Version::V0x13.into())
+        && stored
+            .hash
+            .as_ref()
+            .is_some_and(|hash| hash.len() == out_len)
+        && stored
+            .salt
+            .as_ref()
+            .is_some_and(|salt| salt.len() >= Salt::RECOMMENDED_LENGTH)
+        && Params::try_from(stored).is_ok_and(|p| {
+            p.m_cost() == params.m_cost()
+                && p.t_cost() == params.t_cost()
+                && p.p_cost() == params.p_cost()
+        })
 }
 
 #[cfg(test)]
@@ -492,6 +508,52 @@ mod tests {
             new.verify(&pw("correct horse"), Some(&hash)).await.unwrap(),
             Verification::MatchNeedsRehash
         );
+    }
+
+    /// A PHC string of `password` with the service's costs but the given salt, output length
+    /// and version field.
+    fn argon2id_phc(password: &str, salt: &[u8], out_len: usize, version: bool) -> String {
+        let params = Params::new(1024, 1, 1, None).unwrap(); // as `cheap()`
+        let output = argon2_output(&argon2(&params), &params, password, salt, out_len).unwrap();
+        PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: version.then(|| Version::V0x13.into()),
+            params: (&params).try_into().unwrap(),
+            salt: Some(Salt::try_from(salt).unwrap()),
+            hash: Some(Output::new(&output).unwrap()),
+        }
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn hashes_made_otherwise_with_the_same_costs_ask_for_rehash() {
+        let hasher = PasswordHasher::new(cheap()).unwrap();
+        let verify = |stored: String| {
+            let hasher = hasher.clone();
+            async move { hasher.verify(&pw("correct horse"), Some(&stored)).await }
+        };
+        let as_today = argon2id_phc("correct horse", &[7; 16], 32, true);
+        assert_eq!(verify(as_today).await.unwrap(), Verification::Match);
+        for (what, stored) in [
+            (
+                "short output",
+                argon2id_phc("correct horse", &[7; 16], 16, true),
+            ),
+            (
+                "short salt",
+                argon2id_phc("correct horse", &[7; 8], 32, true),
+            ),
+            (
+                "no version",
+                argon2id_phc("correct horse", &[7; 16], 32, false),
+            ),
+        ] {
+            assert_eq!(
+                verify(stored).await.unwrap(),
+                Verification::MatchNeedsRehash,
+                "{what}"
+            );
+        }
     }
 
     #[tokio::test]
