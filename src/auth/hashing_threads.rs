@@ -1,18 +1,17 @@
-//! The threads password hashes run on: one per hashing slot, scheduled so that they take only
-//! the CPU time no request thread wants.
+//! The threads password hashes run on: one per hashing slot, at a lower scheduling priority
+//! (nice 10) than the threads that serve requests.
 //!
-//! A login flood keeps every core busy hashing. On Linux the hashing threads run under
-//! `SCHED_IDLE`: a request thread that wakes up takes the core at once. A lower nice value is
-//! not enough: the scheduler still lets a running hash finish its time slice (milliseconds)
-//! before a woken request runs. Measured (bench/RESULTS.md, scenario 3) with two threads
-//! hashing beside the paced `GET /users/me/` load: p99 1.6 to 3.2 ms at nice 10, 0.6 to 1.3 ms
-//! (as without them) under `SCHED_IDLE`.
+//! A login flood keeps every core busy hashing; at the same priority, every other request
+//! waits for a time slice behind the hashes (bench/RESULTS.md, scenario 3). At nice 10 the
+//! scheduler gives request threads about nine tenths of a contended core, and hashing still
+//! gets all of an idle one. The threads end when the last `PasswordHasher` clone is dropped.
 //!
-//! The price: while request threads keep every core busy, hashes wait, and a login whose hash
-//! is not done within `PASSWORD_HASH_MAX_WAIT_MS` gets 503; signed-in traffic keeps its
-//! latency. Where
-//! `SCHED_IDLE` is refused, the threads fall back to nice 10. The threads end when the last
-//! `PasswordHasher` clone is dropped.
+//! Not `SCHED_IDLE`, though it would keep hashing out of the way of requests entirely: two
+//! hashing loops beside a paced load raised its p99 from 0.6 to 2.4 ms at nice 10 and left it
+//! at 0.6 ms under `SCHED_IDLE`. But `SCHED_IDLE` gives hashes nothing while any other process
+//! keeps the cores busy: with two busy loops beside the service, every login was refused (503
+//! after the 2 s wait bound), against answered in 0.2 s at nice 10. `SCHED_BATCH` at nice 10
+//! measured no better than nice 10 alone.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -20,8 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, anyhow};
 
-/// How much lower than the rest of the process hashing runs where `SCHED_IDLE` is refused
-/// (the `nice` increment).
+/// How much lower than the rest of the process hashing runs (the `nice` increment).
 const NICE_INCREMENT: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -82,13 +80,8 @@ fn work(queue: &Mutex<Receiver<Job>>) {
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        let idle = libc::sched_param { sched_priority: 0 };
-        // On Linux both calls with pid 0 apply to the calling thread only.
-        // SAFETY: plain system calls on the current thread; `idle` outlives the call.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) } == 0 {
-            return;
-        }
-        // SAFETY: as above.
+        // On Linux `setpriority(PRIO_PROCESS, 0, ...)` applies to the calling thread only.
+        // SAFETY: plain system calls on the current thread; no memory is shared.
         let changed = unsafe {
             let current = libc::getpriority(libc::PRIO_PROCESS, 0);
             libc::setpriority(libc::PRIO_PROCESS, 0, current + NICE_INCREMENT)
@@ -118,11 +111,14 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn hashing_runs_only_when_no_request_thread_wants_the_core() {
+    async fn hashing_runs_at_a_lower_priority() {
         let threads = HashingThreads::start(1).unwrap();
-        // SAFETY: reads the calling thread's scheduling policy.
-        let policy = || unsafe { libc::sched_getscheduler(0) };
-        let theirs = threads.run(move || Ok(policy())).await.unwrap();
-        assert_eq!(theirs, libc::SCHED_IDLE);
+        // SAFETY: reads the calling thread's nice value.
+        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let theirs = threads
+            .run(|| Ok(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }))
+            .await
+            .unwrap();
+        assert_eq!(theirs, (ours + NICE_INCREMENT).min(19));
     }
 }

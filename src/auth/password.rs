@@ -2,12 +2,12 @@
 //! passlib stores `$2b$`), which are upgraded at the next successful login.
 //!
 //! Hashing is CPU-bound and slow on purpose, so it runs on its own threads, one per core and
-//! at the lowest priority (`hashing_threads`), behind a semaphore with one permit per thread: a
+//! at a lower priority (`hashing_threads`), behind a semaphore with one permit per thread: a
 //! flood of logins queues there instead of starving the async workers that serve every other
 //! request. The queue is bounded in time and length: a request whose hash is not done within
 //! `max_wait` (waiting for a slot, then hashing) gets `HasherBusy` (a 503 with `Retry-After`),
 //! so a login flood cannot pile up memory and latency for everyone else, and a login never
-//! hangs while other requests keep every core busy and leave hashing no CPU time.
+//! hangs while other work keeps every core busy and leaves hashing little CPU time.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -163,9 +163,9 @@ impl PasswordHasher {
             let _permit = permit;
             work()
         });
-        // A hash gets only the CPU time no request thread wants: while requests keep every
-        // core busy it can take seconds instead of milliseconds. The request gives up at the
-        // same deadline; the hash still ends, and frees its slot, on its own.
+        // A hash runs at a lower priority: while other work keeps every core busy it can take
+        // seconds instead of milliseconds. The request gives up at the same deadline; the hash
+        // still ends, and frees its slot, on its own.
         tokio::time::timeout_at(deadline, hashed)
             .await
             .map_err(|_| HasherBusy)?

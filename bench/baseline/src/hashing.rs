@@ -85,8 +85,8 @@ pub fn report(rounds: u32) -> anyhow::Result<()> {
 }
 
 /// Hashes on one thread per core, back to back, for `seconds`: the CPU and memory load of a
-/// login flood without its requests. Scenario 3 runs it under `nice` and under `chrt --idle`
-/// to show what the scheduling priority of hashing alone does to other requests.
+/// login flood without its requests. Scenario 3 runs it under `nice` and `chrt` to show what
+/// the scheduling priority of hashing alone does to other requests.
 pub fn load(seconds: u64) -> anyhow::Result<()> {
     let argon2 = argon2()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
