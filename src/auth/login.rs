@@ -6,7 +6,7 @@ use super::{PasswordHasher, Verification, throttle};
 use crate::config::LoginThrottle;
 use crate::domain::{Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{AuthFailure, Error, Result};
-use crate::store::{Store, User};
+use crate::store::{Store, User, UserCredentials};
 
 /// Returns the user when the password is right and the account active.
 ///
@@ -28,8 +28,8 @@ pub async fn authenticate(
         Err(Error::Unauthorized(AuthFailure::BadCredentials)) => {
             throttle::record_failure(store, username, now).await?;
         }
-        // Most logins have no failures to forget: no write for them. A failure counted while
-        // this login was hashing happened after its check, and stays counted.
+        // Most logins have no failures to forget: no write for them (a failure counted by
+        // another attempt while this one was hashing then stays counted).
         Ok(_) if on_record.0 => throttle::clear(store, username).await?,
         Ok(_) | Err(_) => {}
     }
@@ -61,16 +61,44 @@ async fn check_credentials(
         _ if credentials.user.disabled => Err(Error::InactiveUser),
         Verification::Match => Ok(credentials.user),
         Verification::MatchNeedsRehash => {
-            let upgraded = hasher.hash(&attempt).await?;
-            store
-                .set_password_hash(credentials.user.id, &upgraded, now)
-                .await?;
-            tracing::info!(
-                user_id = credentials.user.id,
-                "password hash upgraded to current Argon2id parameters"
-            );
+            upgrade_hash(store, hasher, &credentials, &attempt, now).await;
             Ok(credentials.user)
         }
+    }
+}
+
+/// Replaces a matching hash made with older parameters (or bcrypt) by a current one. Best
+/// effort: the password was right, so a busy hasher or a failed write does not fail the login;
+/// the next login tries again.
+async fn upgrade_hash(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    credentials: &UserCredentials,
+    attempt: &Password,
+    now: DateTime<Utc>,
+) {
+    let user_id = credentials.user.id;
+    let upgraded = match hasher.hash(attempt).await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::warn!(user_id, error = %e, "password hash not upgraded: hashing failed");
+            return;
+        }
+    };
+    let old = &credentials.hashed_password;
+    match store
+        .upgrade_password_hash(user_id, old, &upgraded, now)
+        .await
+    {
+        Ok(true) => tracing::info!(
+            user_id,
+            "password hash upgraded to current Argon2id parameters"
+        ),
+        Ok(false) => tracing::info!(
+            user_id,
+            "password hash not upgraded: the password changed meanwhile"
+        ),
+        Err(e) => tracing::warn!(user_id, error = %e, "password hash not upgraded: store error"),
     }
 }
 

@@ -60,6 +60,15 @@ pub trait UserStore {
         hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Replaces the password hash only if it is still `old`: a login's rehash must not undo
+    /// a password change or reset that landed while it was hashing. Whether it was replaced.
+    async fn upgrade_password_hash(
+        &self,
+        user_id: i64,
+        old: &str,
+        new: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Disables or enables a user; disabling ends all of their sessions in the same step.
     async fn set_user_disabled(
         &self,

@@ -1,3 +1,4 @@
+use gatehouse::clock::Clock as _;
 use reqwest::StatusCode;
 use reqwest::multipart::Form;
 use serde_json::Value;
@@ -149,6 +150,24 @@ async fn legacy_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id(backend: Backend
         app.login("legacy", "tutorial-password").await.status(),
         StatusCode::OK
     );
+
+    // A rehash never overwrites a hash that changed while it was computed (a password reset
+    // landing during an old-password login): the upgrade names the hash it replaces.
+    let user_id = app.user_id("legacy").await;
+    let store = app.state.store.as_ref();
+    let now = app.clock.now();
+    let replaced = store
+        .upgrade_password_hash(user_id, PASSLIB_BCRYPT_HASH, "$argon2id$stale", now)
+        .await
+        .unwrap();
+    assert!(!replaced);
+    assert_eq!(app.stored_hash("legacy").await, upgraded);
+    let replaced = store
+        .upgrade_password_hash(user_id, &upgraded, PASSLIB_BCRYPT_HASH, now)
+        .await
+        .unwrap();
+    assert!(replaced);
+    assert_eq!(app.stored_hash("legacy").await, PASSLIB_BCRYPT_HASH);
 }
 
 async fn login_form_errors_are_4xx(backend: Backend) {

@@ -66,6 +66,25 @@ macro_rules! impl_user_store {
                 Ok(())
             }
 
+            async fn upgrade_password_hash(
+                &self,
+                user_id: i64,
+                old: &str,
+                new: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
+                let sql = "UPDATE users SET hashed_password = $1, updated_at = $2 WHERE id = $3 AND hashed_password = $4";
+                let done = sqlx::query(sql)
+                    .bind(new)
+                    .bind(now)
+                    .bind(user_id)
+                    .bind(old)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn set_user_disabled(
                 &self,
                 user_id: i64,
