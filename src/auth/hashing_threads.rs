@@ -6,9 +6,9 @@
 //! scheduler gives request threads about nine tenths of a contended core, and hashing still
 //! gets all of an idle one. The threads end when the last `PasswordHasher` clone is dropped.
 //!
-//! Not `SCHED_IDLE`, though it would keep hashing out of the way of requests entirely: two
-//! hashing loops beside a paced load raised its p99 from 0.6 to 2.4 ms at nice 10 and left it
-//! at 0.6 ms under `SCHED_IDLE`. But `SCHED_IDLE` gives hashes nothing while any other process
+//! Not `SCHED_IDLE`, though it would keep hashing out of the way of requests: two hashing
+//! loops beside a paced load raised its p99 from about 0.6 to 2.4 ms at nice 10, and mostly
+//! left it under 1 ms under `SCHED_IDLE`. But `SCHED_IDLE` gives hashes nothing while any other process
 //! keeps the cores busy: with two busy loops beside the service, every login was refused (503
 //! after the 2 s wait bound), against answered in 0.2 s at nice 10. `SCHED_BATCH` at nice 10
 //! measured no better than nice 10 alone.

@@ -296,8 +296,8 @@ fn argon2_matches(password: &str, stored: &PasswordHash) -> bool {
         return false;
     };
     let version = match stored.version.map(Version::try_from) {
-        // The reference implementation reads a hash without `v=` as version 0x10 (written by
-        // libargon2 before 20160406); the Rust crate's default would be 0x13.
+        // The reference implementation reads a hash without `v=` as version 0x10 (what it
+        // wrote before version 0x13 existed); the Rust crate's default would be 0x13.
         None => Version::V0x10,
         Some(Ok(version)) => version,
         Some(Err(_)) => return false,
