@@ -58,13 +58,7 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn new(params: HashParams) -> anyhow::Result<Self> {
-        let params = Params::new(
-            params.memory_kib,
-            params.iterations,
-            params.parallelism,
-            None,
-        )
-        .map_err(|e| anyhow!("invalid Argon2 parameters: {e}"))?;
+        let params = argon2_params(&params)?;
         let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
         return_large_blocks_on_free();
         let dummy_password = uuid::Uuid::new_v4().to_string();
@@ -266,22 +260,43 @@ fn argon2_output(
     Ok(out)
 }
 
+/// The Argon2 parameters of the configured costs (default output length).
+fn argon2_params(costs: &HashParams) -> anyhow::Result<Params> {
+    Params::new(costs.memory_kib, costs.iterations, costs.parallelism, None)
+        .map_err(|e| anyhow!("invalid Argon2 parameters: {e}"))
+}
+
+/// How long an output `hash_now` writes with `params`.
+fn output_len(params: &Params) -> usize {
+    params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
+}
+
 fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
 fn hash_now(params: &Params, password: &str) -> anyhow::Result<String> {
     let salt = Salt::generate();
-    let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
-    let output = argon2_output(&argon2(params), params, password, &salt, out_len)?;
+    let output = argon2_output(&argon2(params), params, password, &salt, output_len(params))?;
+    argon2id_phc(params, Some(Version::V0x13), salt, &output)
+}
+
+/// The PHC string of an Argon2id `output` made with `params` and `salt`; `version` is what the
+/// string says (`None` writes no `v=`, which readers take as 0x10).
+fn argon2id_phc(
+    params: &Params,
+    version: Option<Version>,
+    salt: Salt,
+    output: &[u8],
+) -> anyhow::Result<String> {
     let hash = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
-        version: Some(Version::V0x13.into()),
+        version: version.map(Into::into),
         params: params
             .try_into()
             .map_err(|e| anyhow!("Argon2 parameters: {e}"))?,
         salt: Some(salt),
-        hash: Some(Output::new(&output).map_err(|e| anyhow!("Argon2 output: {e}"))?),
+        hash: Some(Output::new(output).map_err(|e| anyhow!("Argon2 output: {e}"))?),
     };
     Ok(hash.to_string())
 }
@@ -349,13 +364,12 @@ fn verify_now(params: &Params, password: &str, stored: &str) -> anyhow::Result<V
 /// version, costs, output length and at least as long a salt. Any other hash that matches is
 /// replaced at the login.
 fn made_as_today(stored: &PasswordHash, params: &Params) -> bool {
-    let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
     stored.algorithm == Algorithm::Argon2id.ident()
         && stored.version == Some(Version::V0x13.into())
         && stored
             .hash
             .as_ref()
-            .is_some_and(|hash| hash.len() == out_len)
+            .is_some_and(|hash| hash.len() == output_len(params))
         && stored
             .salt
             .as_ref()
@@ -387,7 +401,7 @@ mod tests {
 
     #[test]
     fn hashes_from_the_reference_implementation_verify_with_their_own_parameters() {
-        let ours = Params::new(1024, 1, 1, None).unwrap();
+        let ours = argon2_params(&cheap()).unwrap();
         for stored in FOREIGN_HASHES {
             assert_eq!(
                 verify_now(&ours, "correct horse battery", stored).unwrap(),
@@ -404,7 +418,7 @@ mod tests {
     #[test]
     fn our_hashes_pass_the_standard_verifier() {
         use argon2::password_hash::PasswordVerifier as _;
-        let params = Params::new(1024, 1, 1, None).unwrap();
+        let params = argon2_params(&cheap()).unwrap();
         let stored = hash_now(&params, "correct horse battery").unwrap();
         assert!(
             stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
@@ -422,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_stored_hash_asking_for_absurd_memory_fails_its_login_only() {
-        let ours = Params::new(1024, 1, 1, None).unwrap();
+        let ours = argon2_params(&cheap()).unwrap();
         let hostile = FOREIGN_HASHES[0].replace("m=4096", "m=4294967295");
         assert_eq!(
             verify_now(&ours, "correct horse battery", &hostile).unwrap(),
@@ -432,7 +446,7 @@ mod tests {
 
     #[test]
     fn working_memory_is_wiped_after_each_hash() {
-        let params = Params::new(1024, 1, 1, None).unwrap();
+        let params = argon2_params(&cheap()).unwrap();
         hash_now(&params, "correct horse battery").unwrap();
         WORKING_MEMORY.with_borrow(|memory| {
             assert_eq!(memory.len(), params.block_count());
@@ -508,24 +522,17 @@ mod tests {
 
     /// A PHC string of `password` with the service's costs but the given salt, output length
     /// and version (`None`: an old hash without `v=`, computed as version 0x10).
-    fn argon2id_phc(
+    fn phc_made_as(
         password: &str,
         salt: &[u8],
         out_len: usize,
         version: Option<Version>,
     ) -> String {
-        let params = Params::new(1024, 1, 1, None).unwrap(); // as `cheap()`
+        let params = argon2_params(&cheap()).unwrap();
         let computed_as = version.unwrap_or(Version::V0x10);
         let argon2 = Argon2::new(Algorithm::Argon2id, computed_as, params.clone());
         let output = argon2_output(&argon2, &params, password, salt, out_len).unwrap();
-        PasswordHash {
-            algorithm: Algorithm::Argon2id.ident(),
-            version: version.map(Into::into),
-            params: (&params).try_into().unwrap(),
-            salt: Some(Salt::try_from(salt).unwrap()),
-            hash: Some(Output::new(&output).unwrap()),
-        }
-        .to_string()
+        argon2id_phc(&params, version, Salt::try_from(salt).unwrap(), &output).unwrap()
     }
 
     #[tokio::test]
@@ -536,20 +543,20 @@ mod tests {
             async move { hasher.verify(&pw("correct horse"), Some(&stored)).await }
         };
         const CURRENT: Option<Version> = Some(Version::V0x13);
-        let as_today = argon2id_phc("correct horse", &[7; 16], 32, CURRENT);
+        let as_today = phc_made_as("correct horse", &[7; 16], 32, CURRENT);
         assert_eq!(verify(as_today).await.unwrap(), Verification::Match);
         for (what, stored) in [
             (
                 "short output",
-                argon2id_phc("correct horse", &[7; 16], 16, CURRENT),
+                phc_made_as("correct horse", &[7; 16], 16, CURRENT),
             ),
             (
                 "short salt",
-                argon2id_phc("correct horse", &[7; 8], 32, CURRENT),
+                phc_made_as("correct horse", &[7; 8], 32, CURRENT),
             ),
             (
                 "no version",
-                argon2id_phc("correct horse", &[7; 16], 32, None),
+                phc_made_as("correct horse", &[7; 16], 32, None),
             ),
         ] {
             assert_eq!(
