@@ -74,6 +74,9 @@ where
     // A missing .env is normal; real environment variables take precedence over it.
     let _ = dotenvy::dotenv();
     let logs = crate::telemetry::init();
+    // Before the runtime starts its workers, which inherit the slice (and so do the threads
+    // they start, such as SQLite's connection threads).
+    crate::scheduling::prefer_short_slices_for_requests();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -12,6 +12,10 @@
 //! keeps the cores busy: with two busy loops beside the service, every login was refused (503
 //! after the 2 s wait bound), against answered in 0.2 s at nice 10. `SCHED_BATCH` at nice 10
 //! measured no better than nice 10 alone.
+//!
+//! What does keep hashing out of the way is the time slice (`crate::scheduling`): hashes ask
+//! for long slices and request threads for short ones, so a woken request takes its core
+//! from a hash at once, while hashing keeps the share of the cores that nice 10 gives it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -66,7 +70,7 @@ impl HashingThreads {
 }
 
 fn work(queue: &Mutex<Receiver<Job>>) {
-    lower_priority();
+    crate::scheduling::yield_to_requests(NICE_INCREMENT);
     loop {
         let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = job else {
@@ -77,24 +81,10 @@ fn work(queue: &Mutex<Receiver<Job>>) {
     }
 }
 
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // On Linux `setpriority(PRIO_PROCESS, 0, ...)` applies to the calling thread only.
-        // SAFETY: plain system calls on the current thread; no memory is shared.
-        let changed = unsafe {
-            let current = libc::getpriority(libc::PRIO_PROCESS, 0);
-            libc::setpriority(libc::PRIO_PROCESS, 0, current + NICE_INCREMENT)
-        };
-        if changed != 0 {
-            tracing::warn!("cannot lower the priority of a password hashing thread");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduling;
 
     #[tokio::test]
     async fn runs_work_and_survives_a_panic() {
@@ -113,12 +103,15 @@ mod tests {
     #[tokio::test]
     async fn hashing_runs_at_a_lower_priority() {
         let threads = HashingThreads::start(1).unwrap();
-        // SAFETY: reads the calling thread's nice value.
-        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-        let theirs = threads
-            .run(|| Ok(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }))
+        let (ours, _) = scheduling::current_thread();
+        let (theirs, slice) = threads
+            .run(|| Ok(scheduling::current_thread()))
             .await
             .unwrap();
         assert_eq!(theirs, (ours + NICE_INCREMENT).min(19));
+        match slice {
+            Some(slice) => assert_eq!(slice, scheduling::HASHING_SLICE),
+            None => eprintln!("skipped the slice: this kernel does not report slices asked for"),
+        }
     }
 }

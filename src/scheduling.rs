@@ -1,0 +1,185 @@
+//! How the service's threads ask Linux for processor time: threads that serve requests ask
+//! for short time slices, password hashing threads for a lower priority and long slices.
+//!
+//! Since Linux 6.12 a normal thread may ask for its own time slice (`sched_setattr`, with
+//! `sched_runtime` as the slice), and a woken thread whose slice is shorter than that of the
+//! thread running on its core takes the core at once instead of waiting for the rest of the
+//! other's slice. So a request woken while a 15 ms hash runs is answered now. The slices
+//! change who runs first, not how much each gets: hashing keeps its share of the cores (its
+//! nice value), so it is never starved, as it would be under `SCHED_IDLE`
+//! (`auth::hashing_threads` says why that matters). Measured in bench/RESULTS.md, scenario 3.
+//! Earlier kernels accept and ignore the slice; elsewhere than Linux nothing is asked.
+
+use std::time::Duration;
+
+/// The shortest slice Linux grants: request threads run for moments and then wait again.
+pub const REQUEST_SLICE: Duration = Duration::from_micros(100);
+
+/// About one hash: a hash is rarely cut short by another hash, and any thread woken with the
+/// usual slice (a request, the database, a client on the same machine) goes first.
+pub const HASHING_SLICE: Duration = Duration::from_millis(20);
+
+/// Asks for `REQUEST_SLICE` for the calling thread and every thread it starts afterwards,
+/// since threads inherit it: call it before the async runtime starts its workers.
+pub fn prefer_short_slices_for_requests() {
+    if let Err(e) = sys::set_slice(None, REQUEST_SLICE) {
+        tracing::info!(error = %e, "request threads keep the scheduler's usual time slices");
+    }
+}
+
+/// Lowers the calling thread's priority by `nice_increment` and asks for `HASHING_SLICE`.
+/// The priority matters most: when the slice cannot be set, the nice value is still lowered.
+pub fn yield_to_requests(nice_increment: i32) {
+    let nice = (sys::nice() + nice_increment).min(19);
+    if sys::set_slice(Some(nice), HASHING_SLICE).is_ok() {
+        return;
+    }
+    if let Err(e) = sys::set_nice(nice) {
+        tracing::warn!(error = %e, "cannot lower the priority of a password hashing thread");
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    use std::io;
+    use std::time::Duration;
+
+    /// The first version of the kernel's `struct sched_attr` (48 bytes), `sched_setattr(2)`.
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        /// For a normal thread: the time slice it asks for, in nanoseconds.
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+
+    const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
+
+    /// The calling thread's nice value (on Linux, `PRIO_PROCESS` with 0 is the thread).
+    pub fn nice() -> i32 {
+        // SAFETY: a plain system call about the calling thread. It cannot fail for itself,
+        // so -1 is the nice value -1, not an error.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    pub fn set_nice(nice: i32) -> io::Result<()> {
+        // SAFETY: a plain system call about the calling thread.
+        match unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    /// Sets the calling thread's time slice and nice value (`None`: keeps the current one),
+    /// keeping its scheduling policy, which must be a normal one (not real-time).
+    pub fn set_slice(nice: Option<i32>, slice: Duration) -> io::Result<()> {
+        // SAFETY: a plain system call about the calling thread.
+        let current = unsafe { libc::sched_getscheduler(0) };
+        if current < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let policy = current & !libc::SCHED_RESET_ON_FORK;
+        if ![libc::SCHED_OTHER, libc::SCHED_BATCH, libc::SCHED_IDLE].contains(&policy) {
+            return Err(io::Error::other("not a normal scheduling policy"));
+        }
+        let attr = SchedAttr {
+            size: size_of::<SchedAttr>() as u32,
+            policy: policy as u32,
+            flags: if current & libc::SCHED_RESET_ON_FORK != 0 {
+                SCHED_FLAG_RESET_ON_FORK
+            } else {
+                0
+            },
+            nice: nice.unwrap_or_else(self::nice),
+            priority: 0,
+            runtime: u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX),
+            deadline: 0,
+            period: 0,
+        };
+        // SAFETY: `attr` is a valid, initialised `struct sched_attr` of the size it declares,
+        // read by the kernel during the call only; 0 names the calling thread.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_sched_setattr,
+                0,
+                &raw const attr,
+                0 as libc::c_uint,
+            )
+        };
+        match result {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+}
+
+/// Elsewhere hashing keeps the priority of the process: nothing is asked.
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    use std::io;
+    use std::time::Duration;
+
+    pub fn nice() -> i32 {
+        0
+    }
+
+    pub fn set_nice(_: i32) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn set_slice(_: Option<i32>, _: Duration) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// What the kernel says of the calling thread: its nice value and, on Linux 6.12 and later,
+/// its time slice (`None` where the kernel does not honour slices asked for).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn current_thread() -> (i32, Option<Duration>) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    let slice = (version >= (6, 12))
+        .then(|| std::fs::read_to_string("/proc/thread-self/sched").ok())
+        .flatten()
+        .and_then(|sched| {
+            sched.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                (name.trim() == "se.slice").then(|| value.trim().parse().ok())?
+            })
+        })
+        .map(Duration::from_nanos);
+    (sys::nice(), slice)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_started_after_asking_for_short_slices_have_them_at_the_same_priority() {
+        let outer = std::thread::spawn(|| {
+            let before = current_thread();
+            prefer_short_slices_for_requests();
+            let inner = std::thread::spawn(current_thread).join().unwrap();
+            (before, current_thread(), inner)
+        });
+        let ((nice_before, _), asked, inner) = outer.join().unwrap();
+        assert_eq!(asked.0, nice_before, "the priority is unchanged");
+        assert_eq!(inner.0, nice_before);
+        match (asked.1, inner.1) {
+            (Some(asked), Some(inner)) => {
+                assert_eq!(asked, REQUEST_SLICE);
+                assert_eq!(inner, REQUEST_SLICE, "a new thread inherits the slice");
+            }
+            _ => eprintln!("skipped: this kernel does not report time slices asked for"),
+        }
+    }
+}
