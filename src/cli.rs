@@ -75,7 +75,8 @@ where
     let _ = dotenvy::dotenv();
     let logs = crate::telemetry::init();
     // Before the runtime starts its workers, which inherit the slice (and so do the threads
-    // they start, such as SQLite's connection threads).
+    // they start, such as SQLite's connection threads). The admin commands run here too;
+    // short slices cost them nothing.
     crate::scheduling::prefer_short_slices_for_requests();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -12,7 +12,7 @@ pub mod email;
 pub mod error;
 pub mod http;
 pub mod metrics;
-pub mod scheduling;
+pub(crate) mod scheduling;
 pub mod server;
 pub mod store;
 pub mod telemetry;

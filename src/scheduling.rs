@@ -29,7 +29,7 @@ pub fn prefer_short_slices_for_requests() {
 
 /// Lowers the calling thread's priority by `nice_increment` and asks for `HASHING_SLICE`.
 /// The priority matters most: when the slice cannot be set, the nice value is still lowered.
-pub fn yield_to_requests(nice_increment: i32) {
+pub fn lower_for_hashing(nice_increment: i32) {
     let nice = (sys::nice() + nice_increment).min(19);
     if sys::set_slice(Some(nice), HASHING_SLICE).is_ok() {
         return;
@@ -58,7 +58,7 @@ mod sys {
         period: u64,
     }
 
-    const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
+    const _: () = assert!(size_of::<SchedAttr>() == 48);
 
     /// The calling thread's nice value (on Linux, `PRIO_PROCESS` with 0 is the thread).
     pub fn nice() -> i32 {
@@ -75,27 +75,26 @@ mod sys {
         }
     }
 
-    /// Sets the calling thread's time slice and nice value (`None`: keeps the current one),
-    /// keeping its scheduling policy, which must be a normal one (not real-time).
-    pub fn set_slice(nice: Option<i32>, slice: Duration) -> io::Result<()> {
+    /// Sets the calling thread's time slice and nice value (`None`: keeps the current one).
+    /// Only for a thread under `SCHED_OTHER` or `SCHED_BATCH` that passes its settings on to
+    /// the threads it starts: a real-time or `SCHED_IDLE` policy, or reset-on-fork, was set
+    /// on purpose by whoever started the process, and is left as it is.
+    pub fn set_slice(new_nice: Option<i32>, slice: Duration) -> io::Result<()> {
         // SAFETY: a plain system call about the calling thread.
-        let current = unsafe { libc::sched_getscheduler(0) };
-        if current < 0 {
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        if policy < 0 {
             return Err(io::Error::last_os_error());
         }
-        let policy = current & !libc::SCHED_RESET_ON_FORK;
-        if ![libc::SCHED_OTHER, libc::SCHED_BATCH, libc::SCHED_IDLE].contains(&policy) {
-            return Err(io::Error::other("not a normal scheduling policy"));
+        if policy != libc::SCHED_OTHER && policy != libc::SCHED_BATCH {
+            return Err(io::Error::other(
+                "the scheduling policy was chosen for the process",
+            ));
         }
         let attr = SchedAttr {
             size: size_of::<SchedAttr>() as u32,
             policy: policy as u32,
-            flags: if current & libc::SCHED_RESET_ON_FORK != 0 {
-                SCHED_FLAG_RESET_ON_FORK
-            } else {
-                0
-            },
-            nice: nice.unwrap_or_else(self::nice),
+            flags: 0,
+            nice: new_nice.unwrap_or_else(nice),
             priority: 0,
             runtime: u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX),
             deadline: 0,
@@ -118,7 +117,7 @@ mod sys {
     }
 }
 
-/// Elsewhere hashing keeps the priority of the process: nothing is asked.
+/// Elsewhere nothing is asked: every thread keeps the priority and slices of the process.
 #[cfg(not(target_os = "linux"))]
 mod sys {
     use std::io;
@@ -133,14 +132,21 @@ mod sys {
     }
 
     pub fn set_slice(_: Option<i32>, _: Duration) -> io::Result<()> {
-        Err(io::ErrorKind::Unsupported.into())
+        Ok(())
     }
 }
 
-/// What the kernel says of the calling thread: its nice value and, on Linux 6.12 and later,
-/// its time slice (`None` where the kernel does not honour slices asked for).
+/// What the kernel says of the calling thread.
 #[cfg(all(test, target_os = "linux"))]
-pub(crate) fn current_thread() -> (i32, Option<Duration>) {
+pub(crate) struct ThreadScheduling {
+    pub nice: i32,
+    /// `None` before Linux 6.12, which does not honour slices asked for, or where the kernel
+    /// does not report slices (`se.slice` in `/proc/thread-self/sched`).
+    pub slice: Option<Duration>,
+}
+
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn current_thread() -> ThreadScheduling {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut numbers = release
         .split(|c: char| !c.is_ascii_digit())
@@ -156,7 +162,10 @@ pub(crate) fn current_thread() -> (i32, Option<Duration>) {
             })
         })
         .map(Duration::from_nanos);
-    (sys::nice(), slice)
+    ThreadScheduling {
+        nice: sys::nice(),
+        slice,
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -167,19 +176,21 @@ mod tests {
     fn threads_started_after_asking_for_short_slices_have_them_at_the_same_priority() {
         let outer = std::thread::spawn(|| {
             let before = current_thread();
-            prefer_short_slices_for_requests();
+            // Any Linux since 3.14 takes the call (earlier than 6.12 ignores the slice), so
+            // a wrong `sched_attr` fails here wherever the slice itself cannot be read back.
+            sys::set_slice(None, REQUEST_SLICE).expect("sched_setattr");
             let inner = std::thread::spawn(current_thread).join().unwrap();
             (before, current_thread(), inner)
         });
-        let ((nice_before, _), asked, inner) = outer.join().unwrap();
-        assert_eq!(asked.0, nice_before, "the priority is unchanged");
-        assert_eq!(inner.0, nice_before);
-        match (asked.1, inner.1) {
+        let (before, asked, inner) = outer.join().unwrap();
+        assert_eq!(asked.nice, before.nice, "the priority is unchanged");
+        assert_eq!(inner.nice, before.nice);
+        match (asked.slice, inner.slice) {
             (Some(asked), Some(inner)) => {
                 assert_eq!(asked, REQUEST_SLICE);
                 assert_eq!(inner, REQUEST_SLICE, "a new thread inherits the slice");
             }
-            _ => eprintln!("skipped: this kernel does not report time slices asked for"),
+            _ => eprintln!("skipped the slices: this kernel does not report slices asked for"),
         }
     }
 }
