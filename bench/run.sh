@@ -214,7 +214,7 @@ scenario_3() {
         if [ -n "${BENCH_S3_BARE:-}" ]; then
             paced_beside_hashing "$WORK/s3-nice-$r.txt" nice -n 10
             paced_beside_hashing "$WORK/s3-idle-$r.txt" chrt --idle 0
-            say "round $r, bare hashing on every core beside the paced load (no login requests): p99 at nice 10 (the service's setting) $(pct "$WORK/s3-nice-$r.txt" 99) ms; under SCHED_IDLE $(pct "$WORK/s3-idle-$r.txt" 99) ms"
+            say "round $r, bare hashing on every core beside the paced load (no login requests): p99 at nice 10 (the service's nice value, usual time slice) $(pct "$WORK/s3-nice-$r.txt" 99) ms; under SCHED_IDLE $(pct "$WORK/s3-idle-$r.txt" 99) ms"
         fi
     done
     local quiet busy r3
