@@ -23,6 +23,8 @@ mod notes;
 mod outage;
 mod pages;
 mod protection;
+#[cfg(target_os = "linux")]
+mod scheduling;
 mod shutdown;
 mod signup;
 mod token;
