@@ -9,7 +9,7 @@
 //! - the time slices decide who runs first (`crate::scheduling`, Linux 6.12 and later): a
 //!   request woken during a hash takes the core at once instead of waiting for the rest of
 //!   the hash's slice. With nice 10 alone that wait made the flooded p99 about 2.2 ms against
-//!   0.6 quiet; with the slices too, 0.7 ms against 0.4.
+//!   0.6 quiet; with the slices too, 0.7 to 1.5 ms against 0.4.
 //!
 //! Not `SCHED_IDLE`, though it too lets requests go first: it gives hashes nothing while any
 //! other process keeps the cores busy. With two busy loops beside the service, every login was
