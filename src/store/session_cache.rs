@@ -9,16 +9,19 @@
 //!   subscribed or hears nothing (at start, after a lost or silent connection) nothing is
 //!   served or stored;
 //! - SQLite: every commit, by any connection or process, changes the WAL index header in the
-//!   `-shm` file. Each lookup reads that header first and empties the cache when it moved
-//!   (`WalWatch`), so a write by another process, such as the admin command line, is seen at once.
+//!   `-shm` file. Each lookup reads that header first (`WalWatch`). When it moved through this
+//!   process's own commits only, the cache forgets the rows they changed, as SQLite's hooks
+//!   reported them (`own_commits`); when it moved otherwise, the cache empties. So a write by
+//!   another process, such as the admin command line, is seen at once, and this process's many
+//!   writes that change no session (audit events, new sessions) leave the cache serving.
 //!
 //! A lookup that misses reads the database, then stores the row only if no change was seen
 //! meanwhile (the generation did not move), so a row read just before a revocation committed is
 //! never stored after it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -66,6 +69,28 @@ impl Entries {
         self.by_token.clear();
     }
 
+    /// Forgets what this process's own commits changed.
+    fn forget_rows(&mut self, changes: &[RowChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        self.changed();
+        for change in changes {
+            match *change {
+                RowChange::Session(session_id) => self.remove(session_id),
+                RowChange::User(user_id) => self.remove_user(user_id),
+            }
+        }
+    }
+
+    fn remove_user(&mut self, user_id: i64) {
+        self.by_id.retain(|_, cached| cached.user.id != user_id);
+        let Self {
+            by_id, by_token, ..
+        } = self;
+        by_token.retain(|_, id| by_id.contains_key(id));
+    }
+
     fn remove(&mut self, session_id: i64) {
         if let Some(gone) = self.by_id.remove(&session_id)
             && let Some(hash) = gone.token_hash
@@ -86,7 +111,7 @@ impl Entries {
 pub(crate) struct SessionCache {
     entries: Mutex<Entries>,
     capacity: usize,
-    watch: Option<WalWatch>,
+    watch: Option<Arc<WalWatch>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -129,7 +154,7 @@ impl SessionCache {
     /// A cache of at most `capacity` sessions (0: never stores). `trusted` says whether it
     /// hears of every change from the start (SQLite with a `WalWatch`) or only once a change
     /// feed says so (`set_trusted`).
-    fn new(capacity: usize, trusted: bool, watch: Option<WalWatch>) -> Self {
+    fn new(capacity: usize, trusted: bool, watch: Option<Arc<WalWatch>>) -> Self {
         Self {
             entries: Mutex::new(Entries {
                 generation: 0,
@@ -157,7 +182,7 @@ impl SessionCache {
     }
 
     /// For SQLite: every lookup checks the WAL index first.
-    pub(crate) fn watching(capacity: usize, watch: WalWatch) -> Self {
+    pub(crate) fn watching(capacity: usize, watch: Arc<WalWatch>) -> Self {
         Self::new(capacity, true, Some(watch))
     }
 
@@ -175,16 +200,26 @@ impl SessionCache {
     /// trusted for this lookup.
     fn checked(&self) -> Option<std::sync::MutexGuard<'_, Entries>> {
         let header = match &self.watch {
-            Some(watch) => Some(watch.header()?),
+            Some(watch) => Some((watch, watch.header()?)),
             None => None,
         };
         let mut entries = self.lock();
         if !entries.trusted {
             return None;
         }
-        if header.is_some() && header != entries.seen_header {
-            entries.clear();
-            entries.seen_header = header;
+        if let Some((watch, now)) = header
+            && entries.seen_header != Some(now)
+        {
+            let since = match &entries.seen_header {
+                Some(seen) => watch.own().since(seen, &now),
+                None => Since::Unknown,
+            };
+            match since {
+                Since::Own(changes) => entries.forget_rows(&changes),
+                Since::Landing => return None,
+                Since::Unknown => entries.clear(),
+            }
+            entries.seen_header = Some(now);
         }
         Some(entries)
     }
@@ -306,11 +341,7 @@ impl SessionCache {
     pub(crate) fn forget_user(&self, user_id: i64) {
         let mut entries = self.lock();
         entries.changed();
-        entries.by_id.retain(|_, cached| cached.user.id != user_id);
-        let Entries {
-            by_id, by_token, ..
-        } = &mut *entries;
-        by_token.retain(|_, id| by_id.contains_key(id));
+        entries.remove_user(user_id);
     }
 
     pub(crate) fn forget_all(&self) {
@@ -358,6 +389,9 @@ impl SessionCache {
 mod wal_watch;
 use wal_watch::WalHeader;
 pub(crate) use wal_watch::WalWatch;
+
+mod own_commits;
+use own_commits::{RowChange, Since};
 
 mod follow;
 pub(crate) use follow::follow_postgres;

@@ -1,6 +1,7 @@
 //! SQLite: the embedded default, so `cargo run` works with no database server.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,12 +35,26 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the database folder {}", dir.display()))?;
         }
+        // Opened before the pool, so that every connection reports its commits to it.
+        let watch = watch_commits(&connect, options.session_cache_entries).await;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             // A connection is a thread in this process, not a socket that can go stale: the
             // default ping before each use was one more thread round trip per query.
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
+            .after_connect({
+                let watch = watch.clone();
+                move |connection, _| {
+                    let watch = watch.clone();
+                    Box::pin(async move {
+                        match watch {
+                            Some(watch) => watch.follow_commits_of(connection).await,
+                            None => Ok(()),
+                        }
+                    })
+                }
+            })
             .connect_with(connect.clone())
             .await
             .with_context(|| format!("opening {}", options.url))?;
@@ -47,7 +62,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .context("running SQLite migrations")?;
-        let cache = session_cache(&connect, options.session_cache_entries).await;
+        let cache = match watch {
+            Some(watch) => SessionCache::watching(options.session_cache_entries, watch),
+            None => SessionCache::disabled(),
+        };
         Ok(Self { pool, cache })
     }
 }
@@ -60,17 +78,18 @@ impl SqliteStore {
     }
 }
 
-/// A cache that watches the database file for commits, or none where it cannot (an in-memory
-/// database has no WAL index file, and neither do platforms without positioned reads).
-async fn session_cache(connect: &SqliteConnectOptions, entries: usize) -> SessionCache {
+/// The watch on the database file's commits that the session cache needs, or none where it
+/// cannot be had (an in-memory database has no WAL index file, and neither do platforms without
+/// positioned reads): the cache is then off.
+async fn watch_commits(connect: &SqliteConnectOptions, entries: usize) -> Option<Arc<WalWatch>> {
     if entries == 0 {
-        return SessionCache::disabled();
+        return None;
     }
     match WalWatch::open(connect).await {
-        Ok(watch) => SessionCache::watching(entries, watch),
+        Ok(watch) => Some(Arc::new(watch)),
         Err(err) => {
             tracing::info!(error = %format!("{err:#}"), "session cache off: every session is read from the database");
-            SessionCache::disabled()
+            None
         }
     }
 }

@@ -25,6 +25,7 @@ mod pages;
 mod protection;
 #[cfg(target_os = "linux")]
 mod scheduling;
+mod session_cache;
 mod shutdown;
 mod signup;
 mod token;

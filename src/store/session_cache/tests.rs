@@ -234,14 +234,21 @@ fn a_full_cache_starts_again() {
     assert!(cached(&cache, 3, t(1)).is_some());
 }
 
+/// A new WAL-mode database file in `dir`.
+pub(in crate::store::session_cache) fn wal_database(
+    dir: &tempfile::TempDir,
+) -> SqliteConnectOptions {
+    let url = format!("sqlite://{}", dir.path().join("cache.db").display());
+    SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+}
+
 #[tokio::test]
 async fn the_wal_header_moves_at_every_commit_of_any_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("watch.db").display());
-    let options = SqliteConnectOptions::from_str(&url)
-        .unwrap()
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal);
+    let options = wal_database(&dir);
     let writer = SqlitePoolOptions::new()
         .connect_with(options.clone())
         .await
@@ -251,7 +258,7 @@ async fn the_wal_header_moves_at_every_commit_of_any_connection() {
         .await
         .unwrap();
     let watch = WalWatch::open(&options).await.unwrap();
-    let cache = SessionCache::watching(10, watch);
+    let cache = SessionCache::watching(10, Arc::new(watch));
     fill(&cache, 1, 7);
     assert!(cached(&cache, 1, t(1)).is_some());
 
@@ -266,3 +273,5 @@ async fn the_wal_header_moves_at_every_commit_of_any_connection() {
         "no commit since: served from memory"
     );
 }
+
+mod own_commits;

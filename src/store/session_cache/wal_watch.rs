@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use anyhow::Context;
 use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
 
+use super::own_commits::OwnCommits;
+
 const HEADER: usize = 48;
 /// Byte of the header that is non-zero once SQLite has initialised the index.
 const IS_INIT: usize = 12;
@@ -21,12 +23,37 @@ const IS_INIT: usize = 12;
 /// One snapshot of the WAL index header.
 pub(crate) type WalHeader = [u8; HEADER];
 
+/// `iChange`: moves by one at each commit (native byte order, as the whole index).
+pub(crate) fn change_counter(header: &WalHeader) -> u32 {
+    native_u32(header, 8)
+}
+
+/// `mxFrame`: the frames in the WAL after the last commit; 0 after a restart.
+pub(crate) fn frame_count(header: &WalHeader) -> u32 {
+    native_u32(header, 16)
+}
+
+/// `aSalt`: both salts of the WAL file; a restart adds one to the first and draws the second.
+pub(crate) fn salts(header: &WalHeader) -> &[u8] {
+    &header[32..40]
+}
+
+/// The first salt, which SQLite keeps big-endian.
+pub(crate) fn salt1(header: &WalHeader) -> u32 {
+    u32::from_be_bytes([header[32], header[33], header[34], header[35]])
+}
+
+fn native_u32(header: &WalHeader, at: usize) -> u32 {
+    u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+}
+
 pub(crate) struct WalWatch {
     shm: File,
     /// A connection held open for the watch's lifetime. When the last connection to a WAL
     /// database closes, SQLite removes the `-shm` file and the next one creates a new one;
     /// this one keeps the file we read the live one. Never used, hence the lock is never taken.
     _holder: Mutex<SqliteConnection>,
+    own: OwnCommits,
 }
 
 impl WalWatch {
@@ -46,11 +73,17 @@ impl WalWatch {
         let watch = Self {
             shm,
             _holder: Mutex::new(holder),
+            own: OwnCommits::default(),
         };
         watch
             .header()
             .context("the WAL index header could not be read")?;
         Ok(watch)
+    }
+
+    /// The commits of this process's connections (`follow_commits_of`).
+    pub(crate) fn own(&self) -> &OwnCommits {
+        &self.own
     }
 
     /// The current header, or `None` while it is being written (or cannot be read).

@@ -33,8 +33,10 @@ macro_rules! impl_note_store {
                     .bind(text.as_str())
                     .bind(completed)
                     .bind(now)
-                    .fetch_one(&self.pool)
-                    .await?)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .pop()
+                    .ok_or(sqlx::Error::RowNotFound)?)
             }
 
             async fn note(
@@ -68,8 +70,9 @@ macro_rules! impl_note_store {
                     .bind(patch.completed)
                     .bind(note_id)
                     .bind(owner_id)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .pop())
             }
 
             async fn delete_note(&self, owner_id: i64, note_id: i64) -> $crate::store::StoreResult<bool> {

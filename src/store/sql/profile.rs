@@ -72,8 +72,9 @@ macro_rules! impl_profile_store {
                     .bind(now)
                     .bind(token_hash)
                     .bind(purpose.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .pop())
             }
 
             async fn set_email(

@@ -23,8 +23,10 @@ macro_rules! impl_session_store {
                     .bind(session.created_at)
                     .bind(session.expires_at)
                     .bind(session.idle_expires_at)
-                    .fetch_one(&self.pool)
-                    .await?)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .pop()
+                    .ok_or(sqlx::Error::RowNotFound)?)
             }
 
             async fn session_by_token_hash(

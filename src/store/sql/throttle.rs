@@ -23,7 +23,13 @@ macro_rules! impl_throttle_store {
                            ON CONFLICT (name_hash) DO UPDATE \
                            SET failures = login_throttle.failures + 1, last_failure_at = $2 \
                            RETURNING failures, last_failure_at";
-                Ok(sqlx::query_as(sql).bind(name_hash).bind(now).fetch_one(&self.pool).await?)
+                Ok(sqlx::query_as(sql)
+                    .bind(name_hash)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .pop()
+                    .ok_or(sqlx::Error::RowNotFound)?)
             }
 
             async fn clear_login_failures(&self, name_hash: &str) -> $crate::store::StoreResult<()> {

@@ -22,8 +22,10 @@ macro_rules! impl_user_store {
                     .bind(user.full_name.as_deref())
                     .bind(&user.hashed_password)
                     .bind(now)
-                    .fetch_one(&self.pool)
-                    .await?)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .pop()
+                    .ok_or(sqlx::Error::RowNotFound)?)
             }
 
             async fn user_by_key(

@@ -1,0 +1,358 @@
+//! This process's own SQLite commits, told apart from everyone else's.
+//!
+//! Every commit moves the WAL index header (`WalWatch`), and a move the cache cannot explain
+//! empties it. Most commits of this process change nothing a cached session shows (audit events,
+//! new sessions), yet under a login flood they emptied the cache before nearly every lookup. So
+//! each connection of the pool reports its commits through SQLite's hooks, on its own thread:
+//! - the commit hook runs while the connection holds the WAL write lock, so no other connection
+//!   can commit meanwhile: it reads the header the commit starts from (`before`);
+//! - the update hook notes the rows of `sessions` and `users` that the transaction updated or
+//!   deleted;
+//! - the WAL hook runs once the commit is in the index and gives the WAL's frame count after
+//!   it. Only then is the commit recorded. A rollback drops what was noted.
+//!
+//! SQLite reports a commit to the WAL hook only when a statement steps to its end; a statement
+//! stopped after its first row commits when it is reset, and its frame count waits for the
+//! connection's next statement that ends (the store reads such writes to the end: `sql/mod.rs`).
+//! So a commit hook that finds the previous transaction still unreported, with the change
+//! counter moved since, marks the connection: its next report may belong to that earlier commit
+//! and is dropped, and lookups empty the cache instead of trusting it.
+//!
+//! The header a commit leads to cannot be read atomically once the lock is released, and need
+//! not be: it is the only header whose change counter is one past `before` and whose frame count
+//! is that commit's. The counter moves only at a commit, one at a time, under the write lock;
+//! and a commit adds at least one frame, while a restart of the WAL (by a checkpoint or the next
+//! writer) sets the count to 0 and leaves the counter alone.
+//!
+//! A header move is this process's own when a chain of recorded commits leads from the header the
+//! cache last checked to the current one: the cache then forgets the rows those commits changed
+//! and keeps the rest. A commit whose WAL hook has not run yet is `Landing`: that lookup reads the
+//! database and stores nothing. Anything else, such as a commit of another process, is `Unknown`
+//! and empties the cache as before.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use libsqlite3_sys::{SQLITE_OK, sqlite3, sqlite3_wal_checkpoint, sqlite3_wal_hook};
+use sqlx::SqliteConnection;
+use sqlx::sqlite::{SqliteOperation, UpdateHookResult};
+
+use super::wal_watch::{WalHeader, WalWatch, change_counter, frame_count, salt1, salts};
+
+/// A row whose cached copy a commit made stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowChange {
+    Session(i64),
+    User(i64),
+}
+
+/// What happened between two headers.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Since {
+    /// Only this process's commits, which changed these rows.
+    Own(Vec<RowChange>),
+    /// A commit of this process is in the index and not yet recorded: trust nothing, keep all.
+    Landing,
+    /// Anything else: another process's commit, or a chain that cannot be followed.
+    Unknown,
+}
+
+/// SQLite's own default: its WAL hook, which ours replaces, checkpoints at this many frames.
+const AUTOCHECKPOINT_FRAMES: c_int = 1000;
+/// Commits kept for the lookups to come; past this nobody looked for long, and the next
+/// lookup simply empties the cache.
+const MAX_RECORDED: usize = 4096;
+/// A commit hook not followed by a WAL hook was a transaction that wrote nothing (or failed);
+/// after this long it no longer holds lookups back.
+const LANDING_AT_MOST: Duration = Duration::from_secs(1);
+
+struct Commit {
+    before: WalHeader,
+    frames: u32,
+    changes: Vec<RowChange>,
+}
+
+impl Commit {
+    /// Whether `header` is the one this commit led to (see the module documentation).
+    fn led_to(&self, header: &WalHeader) -> bool {
+        let restarted = salt1(header) == salt1(&self.before).wrapping_add(1);
+        self.frames != 0
+            && frame_count(header) == self.frames
+            && change_counter(header) == change_counter(&self.before).wrapping_add(1)
+            && (salts(header) == salts(&self.before) || restarted)
+    }
+}
+
+struct Landing {
+    before: WalHeader,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Log {
+    /// Recorded commits, by the change counter they started from.
+    commits: HashMap<u32, Commit>,
+    /// Per connection, the commit between its commit hook and its WAL hook.
+    landing: HashMap<u64, Landing>,
+}
+
+impl Log {
+    fn record(&mut self, commit: Commit) {
+        if self.commits.len() >= MAX_RECORDED {
+            self.commits.clear();
+        }
+        self.commits.insert(change_counter(&commit.before), commit);
+    }
+
+    /// Drops the commits older than the header with this counter.
+    fn forget_before(&mut self, counter: u32) {
+        // Counters wrap: "older" is a negative distance.
+        self.commits
+            .retain(|from, _| (from.wrapping_sub(counter) as i32) >= 0);
+    }
+}
+
+/// The commits of this process's connections (one per database file).
+#[derive(Default)]
+pub(crate) struct OwnCommits {
+    log: Mutex<Log>,
+    next_connection: AtomicU64,
+}
+
+impl OwnCommits {
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        // Called from SQLite's hooks, which must not panic; a log left half-written by a panic
+        // elsewhere is emptied, which only makes the next lookup empty the cache.
+        self.log.lock().unwrap_or_else(|poisoned| {
+            self.log.clear_poison();
+            let mut log = poisoned.into_inner();
+            *log = Log::default();
+            log
+        })
+    }
+
+    /// What happened between `seen` and `now`, two headers read by lookups.
+    pub(crate) fn since(&self, seen: &WalHeader, now: &WalHeader) -> Since {
+        let mut log = self.lock();
+        let mut at = *seen;
+        let mut changes = Vec::new();
+        for _ in 0..=MAX_RECORDED {
+            let Some(commit) = log
+                .commits
+                .get(&change_counter(&at))
+                .filter(|commit| commit.before == at)
+            else {
+                break;
+            };
+            changes.extend_from_slice(&commit.changes);
+            if commit.led_to(now) {
+                log.forget_before(change_counter(now));
+                return Since::Own(changes);
+            }
+            // The next commit of the chain starts where this one led, if it was ours too.
+            match log
+                .commits
+                .get(&change_counter(&at).wrapping_add(1))
+                .filter(|next| commit.led_to(&next.before))
+            {
+                Some(next) => at = next.before,
+                None => break,
+            }
+        }
+        let landing = log.landing.values().any(|landing| {
+            landing.before == at
+                && change_counter(now) == change_counter(&at).wrapping_add(1)
+                && landing.since.elapsed() < LANDING_AT_MOST
+        });
+        if landing {
+            return Since::Landing;
+        }
+        log.forget_before(change_counter(now));
+        Since::Unknown
+    }
+}
+
+impl WalWatch {
+    /// Reports the commits of `connection`, one of this process's pool, from now on.
+    pub(crate) async fn follow_commits_of(
+        self: &Arc<Self>,
+        connection: &mut SqliteConnection,
+    ) -> Result<(), sqlx::Error> {
+        let reporter = Arc::new(CommitReporter {
+            watch: Arc::clone(self),
+            id: self.own().next_connection.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::default(),
+        });
+        let mut handle = connection.lock_handle().await?;
+        let wal_hook = WalHookRegistration::register(handle.as_raw_handle(), Arc::clone(&reporter));
+        handle.set_update_hook({
+            let reporter = Arc::clone(&reporter);
+            move |row| reporter.row_changed(&row)
+        });
+        handle.set_rollback_hook({
+            let reporter = Arc::clone(&reporter);
+            move || reporter.rolled_back()
+        });
+        handle.set_commit_hook(move || {
+            // The registration lives as long as this hook: sqlx drops both hooks before it
+            // closes the connection.
+            let _ = &wal_hook;
+            reporter.committing();
+            true
+        });
+        Ok(())
+    }
+}
+
+/// One connection's side: called on its thread by SQLite.
+struct CommitReporter {
+    watch: Arc<WalWatch>,
+    id: u64,
+    state: Mutex<ReporterState>,
+}
+
+#[derive(Default)]
+struct ReporterState {
+    /// Rows changed by the transaction under way.
+    changes: Vec<RowChange>,
+    /// The next WAL hook may report an earlier commit's frame count (module documentation).
+    suspect: bool,
+}
+
+impl CommitReporter {
+    fn state(&self) -> MutexGuard<'_, ReporterState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A transaction whose commit hook ran ended without its WAL hook: unless nothing at all
+    /// was committed since it began, its commit may be reported later, as another's.
+    fn unreported(&self, state: &mut ReporterState, leftover: &Landing, now: Option<&WalHeader>) {
+        let nothing_committed =
+            now.is_some_and(|now| change_counter(now) == change_counter(&leftover.before));
+        if !nothing_committed {
+            state.suspect = true;
+        }
+    }
+
+    fn row_changed(&self, row: &UpdateHookResult<'_>) {
+        if row.database != "main" || matches!(row.operation, SqliteOperation::Insert) {
+            // A new row cannot be stale in the cache: ids are never reused (AUTOINCREMENT).
+            return;
+        }
+        let change = match row.table {
+            "sessions" => RowChange::Session(row.rowid),
+            "users" => RowChange::User(row.rowid),
+            _ => return,
+        };
+        self.state().changes.push(change);
+    }
+
+    /// Under the write lock, just before the commit: the header it starts from.
+    fn committing(&self) {
+        let before = self.watch.header();
+        let mut state = self.state();
+        let mut log = self.watch.own().lock();
+        if let Some(leftover) = log.landing.remove(&self.id) {
+            self.unreported(&mut state, &leftover, before.as_ref());
+        }
+        match before {
+            Some(before) => {
+                let since = Instant::now();
+                log.landing.insert(self.id, Landing { before, since });
+            }
+            // Unreadable: the commit will not be recorded, and lookups will empty the cache.
+            None => {
+                log.landing.remove(&self.id);
+            }
+        }
+    }
+
+    /// The commit is in the index, and the WAL holds `frames` frames.
+    fn committed(&self, frames: u32) {
+        let mut state = self.state();
+        let changes = std::mem::take(&mut state.changes);
+        let suspect = std::mem::take(&mut state.suspect);
+        let mut log = self.watch.own().lock();
+        let landing = log.landing.remove(&self.id);
+        if let Some(landing) = landing
+            && !suspect
+        {
+            log.record(Commit {
+                before: landing.before,
+                frames,
+                changes,
+            });
+        }
+    }
+
+    fn rolled_back(&self) {
+        let now = self.watch.header();
+        let mut state = self.state();
+        state.changes.clear();
+        // Usually this transaction's own failed commit; it may also be an earlier one.
+        if let Some(leftover) = self.watch.own().lock().landing.remove(&self.id) {
+            self.unreported(&mut state, &leftover, now.as_ref());
+        }
+    }
+}
+
+/// Our WAL hook on one connection, removed when this is dropped.
+struct WalHookRegistration {
+    db: NonNull<sqlite3>,
+    reporter: Arc<CommitReporter>,
+}
+
+// SAFETY: the handle is only used to remove the hook, in `drop`, which sqlx runs on the
+// connection's own thread before it closes the handle.
+unsafe impl Send for WalHookRegistration {}
+
+impl WalHookRegistration {
+    fn register(db: NonNull<sqlite3>, reporter: Arc<CommitReporter>) -> Self {
+        let context = Arc::as_ptr(&reporter).cast_mut().cast::<c_void>();
+        // SAFETY: `db` is open and locked for us (`lock_handle`); `context` stays valid while the
+        // hook is set, since this registration holds the reporter and removes the hook first.
+        unsafe { sqlite3_wal_hook(db.as_ptr(), Some(on_wal_commit), context) };
+        Self { db, reporter }
+    }
+}
+
+impl Drop for WalHookRegistration {
+    fn drop(&mut self) {
+        // SAFETY: see `register`; the handle is still open here.
+        unsafe { sqlite3_wal_hook(self.db.as_ptr(), None, std::ptr::null_mut()) };
+        let _ = &self.reporter;
+    }
+}
+
+/// SQLite's WAL hook: a commit of this connection is in the index.
+unsafe extern "C" fn on_wal_commit(
+    context: *mut c_void,
+    db: *mut sqlite3,
+    database: *const c_char,
+    frames: c_int,
+) -> c_int {
+    // SAFETY: `context` is the reporter the registration keeps alive; `database` is a
+    // NUL-terminated name that SQLite owns for the duration of the call.
+    let (reporter, name) =
+        unsafe { (&*context.cast::<CommitReporter>(), CStr::from_ptr(database)) };
+    if name == c"main" {
+        // Nothing here may unwind into SQLite.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reporter.committed(u32::try_from(frames).unwrap_or(0))
+        }));
+    }
+    if frames >= AUTOCHECKPOINT_FRAMES {
+        // SAFETY: allowed from within the WAL hook; it is what SQLite's default hook does.
+        unsafe { sqlite3_wal_checkpoint(db, database) };
+    }
+    SQLITE_OK
+}
+
+#[cfg(test)]
+mod tests;
