@@ -197,20 +197,38 @@ paced_beside_hashing() { # OUTPUT COMMAND...
     wait "$load"
 }
 
+# The session cache's hit and miss counters, as "HITS MISSES".
+cache_counts() {
+    curl -fs "http://127.0.0.1:$PORT/metrics" |
+        awk '$1 == "gatehouse_session_cache_hits_total" {h = $2}
+             $1 == "gatehouse_session_cache_misses_total" {m = $2}
+             END {printf "%d %d\n", h, m}'
+}
+# The share of signed-in requests that read the database between two `cache_counts`.
+miss_share() { # BEFORE AFTER
+    awk -v b="$1" -v a="$2" 'BEGIN {split(b, x, " "); split(a, y, " ")
+        h = y[1] - x[1]; m = y[2] - x[2]; printf "%.1f%%\n", (h + m) ? 100 * m / (h + m) : 0}'
+}
+
 scenario_3() {
     say "## 3. GET /users/me/ p99 while a login flood fills every hashing slot (paced: wrk -t1 -c4, one request per 5 ms per connection; flood: wrk -t1 -c16 on /token; $ROUNDS rounds)"
     local r
     for r in $(seq "$ROUNDS"); do
+        local quiet_from quiet_to busy_from busy_to
+        quiet_from=$(cache_counts)
         paced "$WORK/s3-quiet-$r.txt"
+        quiet_to=$(cache_counts)
         BENCH_USERS=$SMALL_USERS $WRK -c16 -d"$((SECONDS_PER_RUN + 3))s" -s bench/wrk/login.lua \
             "http://127.0.0.1:$PORT" >"$WORK/s3-flood-$r.txt" &
         local flood=$!
         sleep 1.5
         curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^gatehouse_password_hash_(slots|slots_in_use|waiting) ' |
             tr '\n' ' ' >"$WORK/s3-slots-$r.txt" || true
+        busy_from=$(cache_counts)
         paced "$WORK/s3-busy-$r.txt"
+        busy_to=$(cache_counts)
         wait "$flood"
-        say "round $r: quiet p50 $(pct "$WORK/s3-quiet-$r.txt" 50) p99 $(pct "$WORK/s3-quiet-$r.txt" 99) ms; under flood p50 $(pct "$WORK/s3-busy-$r.txt" 50) p99 $(pct "$WORK/s3-busy-$r.txt" 99) ms [$(errors "$WORK/s3-busy-$r.txt")]; flood $(rps "$WORK/s3-flood-$r.txt") logins/s; metrics during flood: $(cat "$WORK/s3-slots-$r.txt")"
+        say "round $r: quiet p50 $(pct "$WORK/s3-quiet-$r.txt" 50) p99 $(pct "$WORK/s3-quiet-$r.txt" 99) ms; under flood p50 $(pct "$WORK/s3-busy-$r.txt" 50) p99 $(pct "$WORK/s3-busy-$r.txt" 99) ms [$(errors "$WORK/s3-busy-$r.txt")]; flood $(rps "$WORK/s3-flood-$r.txt") logins/s; session cache misses quiet $(miss_share "$quiet_from" "$quiet_to"), under flood $(miss_share "$busy_from" "$busy_to"); metrics during flood: $(cat "$WORK/s3-slots-$r.txt")"
         if [ -n "${BENCH_S3_BARE:-}" ]; then
             paced_beside_hashing "$WORK/s3-nice-$r.txt" nice -n 10
             paced_beside_hashing "$WORK/s3-idle-$r.txt" chrt --idle 0
