@@ -9,7 +9,8 @@
 //! - the update hook notes the rows of `sessions` and `users` that the transaction updated or
 //!   deleted;
 //! - the WAL hook runs once the commit is in the index and gives the WAL's frame count after
-//!   it. Only then is the commit recorded. A rollback drops what was noted.
+//!   it; it reads the header the commit led to (`after`). Only then is the commit recorded. A
+//!   rollback drops what was noted.
 //!
 //! SQLite reports a commit to the WAL hook only when a statement steps to its end; a statement
 //! stopped after its first row commits when it is reset, and its frame count waits for the
@@ -18,17 +19,23 @@
 //! counter moved since, marks the connection: its next report may belong to that earlier commit
 //! and is dropped, and lookups empty the cache instead of trusting it.
 //!
-//! The header a commit leads to cannot be read atomically once the lock is released, and need
-//! not be: it is the only header whose change counter is one past `before` and whose frame count
-//! is that commit's. The counter moves only at a commit, one at a time, under the write lock;
-//! and a commit adds at least one frame, while a restart of the WAL (by a checkpoint or the next
-//! writer) sets the count to 0 and leaves the counter alone.
+//! The WAL hook runs after the write lock is released, so another commit may already have
+//! moved the header on. The header it reads is kept as `after` only when it can be no other
+//! than the one this commit wrote: its change counter is one past `before` (the counter moves
+//! only at a commit, one at a time, under the write lock) and its frame count is the one the
+//! hook reports (a commit adds at least one frame; a restart of the WAL, by a checkpoint or the
+//! next writer, sets the count to 0 and leaves the counter alone). Otherwise the commit is not
+//! recorded.
 //!
-//! A header move is this process's own when a chain of recorded commits leads from the header the
-//! cache last checked to the current one: the cache then forgets the rows those commits changed
-//! and keeps the rest. A commit whose WAL hook has not run yet is `Landing`: that lookup reads the
-//! database and stores nothing. Anything else, such as a commit of another process, is `Unknown`
-//! and empties the cache as before.
+//! A header move is this process's own when a chain of recorded commits, each `after` being the
+//! next one's `before`, leads exactly from the header the cache last checked to the current one:
+//! the cache then forgets the rows those commits changed and keeps the rest. A commit of ours
+//! whose WAL hook has not run yet is `Landing`: that lookup reads the database and stores
+//! nothing. Anything else, such as a commit of another process or an unrecorded commit of ours,
+//! is `Unknown` and empties the cache as before.
+//!
+//! Setting `PRAGMA wal_autocheckpoint` on a pool connection would replace our WAL hook with
+//! SQLite's: safe, since nothing would be recorded and every commit would empty the cache.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -72,19 +79,18 @@ const LANDING_AT_MOST: Duration = Duration::from_secs(1);
 
 struct Commit {
     before: WalHeader,
-    frames: u32,
+    after: WalHeader,
     changes: Vec<RowChange>,
 }
 
-impl Commit {
-    /// Whether `header` is the one this commit led to (see the module documentation).
-    fn led_to(&self, header: &WalHeader) -> bool {
-        let restarted = salt1(header) == salt1(&self.before).wrapping_add(1);
-        self.frames != 0
-            && frame_count(header) == self.frames
-            && change_counter(header) == change_counter(&self.before).wrapping_add(1)
-            && (salts(header) == salts(&self.before) || restarted)
-    }
+/// Whether `header`, read by the WAL hook of a commit that started from `before` and left
+/// `frames` frames, is the header that commit wrote (see the module documentation).
+fn written_by_commit(before: &WalHeader, frames: u32, header: &WalHeader) -> bool {
+    let restarted = salt1(header) == salt1(before).wrapping_add(1);
+    frames != 0
+        && frame_count(header) == frames
+        && change_counter(header) == change_counter(before).wrapping_add(1)
+        && (salts(header) == salts(before) || restarted)
 }
 
 struct Landing {
@@ -149,18 +155,10 @@ impl OwnCommits {
                 break;
             };
             changes.extend_from_slice(&commit.changes);
-            if commit.led_to(now) {
+            at = commit.after;
+            if at == *now {
                 log.forget_before(change_counter(now));
                 return Since::Own(changes);
-            }
-            // The next commit of the chain starts where this one led, if it was ours too.
-            match log
-                .commits
-                .get(&change_counter(&at).wrapping_add(1))
-                .filter(|next| commit.led_to(&next.before))
-            {
-                Some(next) => at = next.before,
-                None => break,
             }
         }
         let landing = log.landing.values().any(|landing| {
@@ -266,26 +264,26 @@ impl CommitReporter {
                 let since = Instant::now();
                 log.landing.insert(self.id, Landing { before, since });
             }
-            // Unreadable: the commit will not be recorded, and lookups will empty the cache.
-            None => {
-                log.landing.remove(&self.id);
-            }
+            // Unreadable: this commit will not be recorded, and its report must not be taken
+            // for a later one's.
+            None => state.suspect = true,
         }
     }
 
     /// The commit is in the index, and the WAL holds `frames` frames.
     fn committed(&self, frames: u32) {
+        let after = self.watch.header();
         let mut state = self.state();
         let changes = std::mem::take(&mut state.changes);
         let suspect = std::mem::take(&mut state.suspect);
         let mut log = self.watch.own().lock();
         let landing = log.landing.remove(&self.id);
-        if let Some(landing) = landing
-            && !suspect
+        if let (Some(landing), Some(after), false) = (landing, after, suspect)
+            && written_by_commit(&landing.before, frames, &after)
         {
             log.record(Commit {
                 before: landing.before,
-                frames,
+                after,
                 changes,
             });
         }
@@ -326,7 +324,9 @@ impl Drop for WalHookRegistration {
     fn drop(&mut self) {
         // SAFETY: see `register`; the handle is still open here.
         unsafe { sqlite3_wal_hook(self.db.as_ptr(), None, std::ptr::null_mut()) };
-        let _ = &self.reporter;
+        // The connection is closing: what it had under way will never be reported.
+        let reporter = &self.reporter;
+        reporter.watch.own().lock().landing.remove(&reporter.id);
     }
 }
 

@@ -14,10 +14,10 @@ fn header(counter: u32, frames: u32, salt1: u32, salt2: u32) -> WalHeader {
     header
 }
 
-fn record(own: &OwnCommits, before: WalHeader, frames: u32, changes: &[RowChange]) {
+fn record(own: &OwnCommits, before: WalHeader, after: WalHeader, changes: &[RowChange]) {
     own.lock().record(Commit {
         before,
-        frames,
+        after,
         changes: changes.to_vec(),
     });
 }
@@ -34,68 +34,100 @@ fn a_chain_of_own_commits_gathers_what_they_changed() {
     let own = OwnCommits::default();
     let seen = header(10, 4, 1, 99);
     let middle = header(11, 6, 1, 99);
-    record(&own, seen, 6, &[RowChange::Session(5)]);
-    record(&own, middle, 9, &[RowChange::User(2)]);
+    let now = header(12, 9, 1, 99);
+    record(&own, seen, middle, &[RowChange::Session(5)]);
+    record(&own, middle, now, &[RowChange::User(2)]);
     assert_eq!(
-        own.since(&seen, &header(12, 9, 1, 99)),
+        own.since(&seen, &now),
         Since::Own(vec![RowChange::Session(5), RowChange::User(2)])
     );
 }
 
 #[test]
-fn an_own_commit_that_restarted_the_wal_is_followed() {
-    let own = OwnCommits::default();
-    let seen = header(10, 1000, 1, 99);
-    record(&own, seen, 3, &[]);
-    assert_eq!(
-        own.since(&seen, &header(11, 3, 2, 12345)),
-        Since::Own(vec![])
-    );
-}
-
-#[test]
-fn anything_after_or_instead_of_own_commits_is_unknown() {
+fn a_move_past_or_beside_the_chain_is_unknown() {
     let seen = header(10, 4, 1, 99);
+    let after = header(11, 6, 1, 99);
     for (case, now) in [
-        ("another writer's commit after ours", header(12, 8, 1, 99)),
-        (
-            "another writer restarted the WAL after ours",
-            header(11, 0, 2, 7),
-        ),
-        (
-            "a commit of ours, but not from this state",
-            header(11, 5, 1, 99),
-        ),
-        ("new salts that are not a restart", header(11, 6, 9, 99)),
+        ("another commit after ours", header(12, 8, 1, 99)),
+        ("a restart after ours", header(11, 0, 2, 7)),
+        ("another header with our counter", header(11, 7, 1, 99)),
     ] {
         let own = OwnCommits::default();
-        record(&own, seen, 6, &[]);
+        record(&own, seen, after, &[]);
         assert_eq!(own.since(&seen, &now), Since::Unknown, "{case}");
     }
     let own = OwnCommits::default();
-    assert_eq!(
-        own.since(&seen, &header(11, 6, 1, 99)),
-        Since::Unknown,
-        "nothing recorded"
-    );
+    assert_eq!(own.since(&seen, &after), Since::Unknown, "nothing recorded");
+}
+
+#[test]
+fn the_header_a_commit_wrote_is_told_from_any_later_one() {
+    let before = header(10, 1000, 1, 99);
+    let cases = [
+        ("appended", header(11, 1003, 1, 99), 1003, true),
+        (
+            "written after restarting the WAL",
+            header(11, 3, 2, 12345),
+            3,
+            true,
+        ),
+        (
+            "another commit came after",
+            header(12, 1006, 1, 99),
+            1003,
+            false,
+        ),
+        ("a restart came after", header(11, 0, 2, 7), 1003, false),
+        (
+            "other frames than reported",
+            header(11, 1004, 1, 99),
+            1003,
+            false,
+        ),
+        (
+            "other salts that are no restart",
+            header(11, 1003, 9, 99),
+            1003,
+            false,
+        ),
+        ("no frames", header(11, 0, 1, 99), 0, false),
+    ];
+    for (case, read, frames, expected) in cases {
+        assert_eq!(
+            written_by_commit(&before, frames, &read),
+            expected,
+            "{case}"
+        );
+    }
 }
 
 #[test]
 fn a_commit_between_its_hooks_is_landing_until_recorded() {
     let own = OwnCommits::default();
     let seen = header(10, 4, 1, 99);
-    let now = header(11, 6, 1, 99);
-    landing(&own, 1, seen);
-    assert_eq!(own.since(&seen, &now), Since::Landing);
+    let middle = header(11, 6, 1, 99);
+    let now = header(12, 8, 1, 99);
+    record(&own, seen, middle, &[]);
+    landing(&own, 1, middle);
     assert_eq!(
-        own.since(&seen, &header(12, 8, 1, 99)),
+        own.since(&seen, &now),
+        Since::Landing,
+        "at the end of the chain"
+    );
+    assert_eq!(
+        own.since(&seen, &header(13, 10, 1, 99)),
         Since::Unknown,
         "two commits past a landing one: someone else's"
     );
-    record(&own, seen, 6, &[RowChange::Session(1)]);
+
+    let own = OwnCommits::default();
+    landing(&own, 1, seen);
+    assert_eq!(own.since(&seen, &middle), Since::Landing);
+    record(&own, seen, middle, &[RowChange::Session(1)]);
     assert_eq!(
-        own.since(&seen, &now),
-        Since::Own(vec![RowChange::Session(1)])
+        own.since(&seen, &middle),
+        Since::Own(vec![RowChange::Session(1)]),
+        "once recorded"
     );
 }
 
@@ -104,7 +136,7 @@ fn commits_before_the_current_header_are_dropped_once_passed() {
     let own = OwnCommits::default();
     let seen = header(10, 4, 1, 99);
     let now = header(11, 6, 1, 99);
-    record(&own, seen, 6, &[]);
+    record(&own, seen, now, &[]);
     assert_eq!(own.since(&seen, &now), Since::Own(vec![]));
     assert!(own.lock().commits.is_empty());
 }
@@ -131,36 +163,56 @@ async fn reporter_and_other() -> (tempfile::TempDir, CommitReporter, sqlx::Sqlit
     (dir, reporter, other)
 }
 
+/// A commit by the other connection, reported as if it were the reporter's; its frame count.
+async fn commit(other: &mut sqlx::SqliteConnection, reporter: &CommitReporter) -> u32 {
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    frame_count(&reporter.watch.header().unwrap())
+}
+
+fn recorded(reporter: &CommitReporter) -> usize {
+    reporter.watch.own().lock().commits.len()
+}
+
 #[tokio::test]
 async fn a_report_after_an_unreported_commit_is_dropped() {
     let (_dir, reporter, mut other) = reporter_and_other().await;
     reporter.committing();
     // The counter moves before the next commit hook: the first transaction may have committed.
-    sqlx::query("INSERT INTO t VALUES (1)")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    commit(&mut other, &reporter).await;
     reporter.committing();
-    reporter.committed(9);
-    assert!(
-        reporter.watch.own().lock().commits.is_empty(),
-        "the frame count may be the earlier commit's"
-    );
-    reporter.committing();
-    reporter.committed(9);
+    let frames = commit(&mut other, &reporter).await;
+    reporter.committed(frames);
     assert_eq!(
-        reporter.watch.own().lock().commits.len(),
-        1,
-        "one report later, trusted again"
+        recorded(&reporter),
+        0,
+        "the report may be the earlier commit's"
     );
+    reporter.committing();
+    let frames = commit(&mut other, &reporter).await;
+    reporter.committed(frames);
+    assert_eq!(recorded(&reporter), 1, "one report later, trusted again");
 }
 
 #[tokio::test]
 async fn a_transaction_that_wrote_nothing_leaves_the_next_report_trusted() {
-    let (_dir, reporter, _other) = reporter_and_other().await;
+    let (_dir, reporter, mut other) = reporter_and_other().await;
     reporter.committing();
     // No commit anywhere since: the first transaction wrote nothing and reports nothing.
     reporter.committing();
-    reporter.committed(9);
-    assert_eq!(reporter.watch.own().lock().commits.len(), 1);
+    let frames = commit(&mut other, &reporter).await;
+    reporter.committed(frames);
+    assert_eq!(recorded(&reporter), 1);
+}
+
+#[tokio::test]
+async fn a_report_whose_header_moved_on_is_not_recorded() {
+    let (_dir, reporter, mut other) = reporter_and_other().await;
+    reporter.committing();
+    let frames = commit(&mut other, &reporter).await;
+    commit(&mut other, &reporter).await;
+    reporter.committed(frames);
+    assert_eq!(recorded(&reporter), 0);
 }
