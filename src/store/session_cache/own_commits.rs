@@ -19,20 +19,26 @@
 //! counter moved since, marks the connection: its next report may belong to that earlier commit
 //! and is dropped, and lookups empty the cache instead of trusting it.
 //!
+//! A commit hook that cannot read the header marks the connection the same way, since its
+//! commit's report must not be taken for a later one's.
+//!
 //! The WAL hook runs after the write lock is released, so another commit may already have
 //! moved the header on. The header it reads is kept as `after` only when it can be no other
-//! than the one this commit wrote: its change counter is one past `before` (the counter moves
-//! only at a commit, one at a time, under the write lock) and its frame count is the one the
-//! hook reports (a commit adds at least one frame; a restart of the WAL, by a checkpoint or the
-//! next writer, sets the count to 0 and leaves the counter alone). Otherwise the commit is not
-//! recorded.
+//! than the one this commit wrote: its change counter is one past `before` and its frame count
+//! is the one the hook reports. The counter moves by one at each commit, under the write lock,
+//! and otherwise only when SQLite rebuilds the index after a crash (recovery sets it to 0); a
+//! commit adds at least one frame, while a restart of the WAL, by a checkpoint or the next
+//! writer, sets the count to 0 and leaves the counter alone. Otherwise the commit is not
+//! recorded. The header is read microseconds after the commit; only a recovery that brought the
+//! counter back to the same value with the same frame count within them could pass for it.
 //!
 //! A header move is this process's own when a chain of recorded commits, each `after` being the
 //! next one's `before`, leads exactly from the header the cache last checked to the current one:
 //! the cache then forgets the rows those commits changed and keeps the rest. A commit of ours
-//! whose WAL hook has not run yet is `Landing`: that lookup reads the database and stores
-//! nothing. Anything else, such as a commit of another process or an unrecorded commit of ours,
-//! is `Unknown` and empties the cache as before.
+//! whose WAL hook has not run yet (or that wrote nothing and never will) is `Landing` while the
+//! header is one commit, or one WAL restart, past where it started: that lookup reads the
+//! database and stores nothing. Anything else, such as a commit of another process or an
+//! unrecorded commit of ours, is `Unknown` and empties the cache as before.
 //!
 //! Setting `PRAGMA wal_autocheckpoint` on a pool connection would replace our WAL hook with
 //! SQLite's: safe, since nothing would be recorded and every commit would empty the cache.
@@ -74,8 +80,8 @@ const AUTOCHECKPOINT_FRAMES: c_int = 1000;
 /// lookup simply empties the cache.
 const MAX_RECORDED: usize = 4096;
 /// A commit hook not followed by a WAL hook was a transaction that wrote nothing (or failed);
-/// after this long it no longer holds lookups back.
-const LANDING_AT_MOST: Duration = Duration::from_secs(1);
+/// after this long it no longer holds lookups back (they read the database meanwhile).
+const LANDING_AT_MOST: Duration = Duration::from_secs(5);
 
 struct Commit {
     before: WalHeader,
@@ -161,11 +167,14 @@ impl OwnCommits {
                 return Since::Own(changes);
             }
         }
-        let landing = log.landing.values().any(|landing| {
-            landing.before == at
-                && change_counter(now) == change_counter(&at).wrapping_add(1)
-                && landing.since.elapsed() < LANDING_AT_MOST
-        });
+        // One commit past `at`, or the WAL restarted by that commit and not yet written.
+        let one_step = change_counter(now) == change_counter(&at).wrapping_add(1)
+            || (change_counter(now) == change_counter(&at) && frame_count(now) == 0);
+        let landing = one_step
+            && log
+                .landing
+                .values()
+                .any(|landing| landing.before == at && landing.since.elapsed() < LANDING_AT_MOST);
         if landing {
             return Since::Landing;
         }

@@ -115,6 +115,11 @@ fn a_commit_between_its_hooks_is_landing_until_recorded() {
         "at the end of the chain"
     );
     assert_eq!(
+        own.since(&seen, &header(11, 0, 2, 5)),
+        Since::Landing,
+        "the WAL restarted by the landing commit, before it is written"
+    );
+    assert_eq!(
         own.since(&seen, &header(13, 10, 1, 99)),
         Since::Unknown,
         "two commits past a landing one: someone else's"
