@@ -29,8 +29,9 @@
 //! and otherwise only when SQLite rebuilds the index after a crash (recovery sets it to 0); a
 //! commit adds at least one frame, while a restart of the WAL, by a checkpoint or the next
 //! writer, sets the count to 0 and leaves the counter alone. Otherwise the commit is not
-//! recorded. The header is read microseconds after the commit; only a recovery that brought the
-//! counter back to the same value with the same frame count within them could pass for it.
+//! recorded. The header is read microseconds after the commit (later for a deferred report):
+//! only a recovery that brought the counter back to the same value with the same frame count in
+//! between could pass for it.
 //!
 //! A header move is this process's own when a chain of recorded commits, each `after` being the
 //! next one's `before`, leads exactly from the header the cache last checked to the current one:
