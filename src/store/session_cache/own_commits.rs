@@ -148,6 +148,11 @@ impl OwnCommits {
         })
     }
 
+    #[cfg(test)]
+    pub(crate) fn landing_is_empty(&self) -> bool {
+        self.lock().landing.is_empty()
+    }
+
     /// What happened between `seen` and `now`, two headers read by lookups.
     pub(crate) fn since(&self, seen: &WalHeader, now: &WalHeader) -> Since {
         let mut log = self.lock();

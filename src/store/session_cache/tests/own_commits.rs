@@ -180,3 +180,13 @@ async fn a_commit_reported_late_is_landing_then_followed() {
         "kept through the wait, then served"
     );
 }
+
+#[tokio::test]
+async fn a_closed_connection_leaves_nothing_under_way() {
+    let db = Database::new().await;
+    // A write that changes nothing: its commit hook runs, its WAL hook never will.
+    db.run("DELETE FROM sessions WHERE id = -1").await;
+    assert!(!db.watch.own().landing_is_empty());
+    db.pool.close().await;
+    assert!(db.watch.own().landing_is_empty());
+}
