@@ -42,19 +42,12 @@ impl SqliteStore {
             // A connection is a thread in this process, not a socket that can go stale: the
             // default ping before each use was one more thread round trip per query.
             .test_before_acquire(false)
-            .acquire_timeout(options.acquire_timeout)
-            .after_connect({
-                let watch = watch.clone();
-                move |connection, _| {
-                    let watch = watch.clone();
-                    Box::pin(async move {
-                        match watch {
-                            Some(watch) => watch.follow_commits_of(connection).await,
-                            None => Ok(()),
-                        }
-                    })
-                }
-            })
+            .acquire_timeout(options.acquire_timeout);
+        let pool = match &watch {
+            Some(watch) => watch.reported_by(pool),
+            None => pool,
+        };
+        let pool = pool
             .connect_with(connect.clone())
             .await
             .with_context(|| format!("opening {}", options.url))?;

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use libsqlite3_sys::{SQLITE_OK, sqlite3, sqlite3_wal_checkpoint, sqlite3_wal_hook};
 use sqlx::SqliteConnection;
-use sqlx::sqlite::{SqliteOperation, UpdateHookResult};
+use sqlx::sqlite::{SqliteOperation, SqlitePoolOptions, UpdateHookResult};
 
 use super::wal_watch::{WalHeader, WalWatch, change_counter, frame_count, salt1, salts};
 
@@ -190,8 +190,17 @@ impl OwnCommits {
 }
 
 impl WalWatch {
+    /// `pool`, with every connection it opens reporting its commits here.
+    pub(crate) fn reported_by(self: &Arc<Self>, pool: SqlitePoolOptions) -> SqlitePoolOptions {
+        let watch = Arc::clone(self);
+        pool.after_connect(move |connection, _| {
+            let watch = Arc::clone(&watch);
+            Box::pin(async move { watch.follow_commits_of(connection).await })
+        })
+    }
+
     /// Reports the commits of `connection`, one of this process's pool, from now on.
-    pub(crate) async fn follow_commits_of(
+    async fn follow_commits_of(
         self: &Arc<Self>,
         connection: &mut SqliteConnection,
     ) -> Result<(), sqlx::Error> {
@@ -236,21 +245,27 @@ struct ReporterState {
     suspect: bool,
 }
 
+impl ReporterState {
+    /// `leftover`, if any, is a transaction whose commit hook ran and which ended without its
+    /// WAL hook: unless nothing at all was committed since it began (`now`), its commit may be
+    /// reported later, as another's.
+    fn ended_unreported(&mut self, leftover: Option<Landing>, now: Option<&WalHeader>) {
+        let Some(leftover) = leftover else {
+            return;
+        };
+        let nothing_committed =
+            now.is_some_and(|now| change_counter(now) == change_counter(&leftover.before));
+        if !nothing_committed {
+            self.suspect = true;
+        }
+    }
+}
+
 impl CommitReporter {
     fn state(&self) -> MutexGuard<'_, ReporterState> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A transaction whose commit hook ran ended without its WAL hook: unless nothing at all
-    /// was committed since it began, its commit may be reported later, as another's.
-    fn unreported(&self, state: &mut ReporterState, leftover: &Landing, now: Option<&WalHeader>) {
-        let nothing_committed =
-            now.is_some_and(|now| change_counter(now) == change_counter(&leftover.before));
-        if !nothing_committed {
-            state.suspect = true;
-        }
     }
 
     fn row_changed(&self, row: &UpdateHookResult<'_>) {
@@ -271,9 +286,7 @@ impl CommitReporter {
         let before = self.watch.header();
         let mut state = self.state();
         let mut log = self.watch.own().lock();
-        if let Some(leftover) = log.landing.remove(&self.id) {
-            self.unreported(&mut state, &leftover, before.as_ref());
-        }
+        state.ended_unreported(log.landing.remove(&self.id), before.as_ref());
         match before {
             Some(before) => {
                 let since = Instant::now();
@@ -309,9 +322,8 @@ impl CommitReporter {
         let mut state = self.state();
         state.changes.clear();
         // Usually this transaction's own failed commit; it may also be an earlier one.
-        if let Some(leftover) = self.watch.own().lock().landing.remove(&self.id) {
-            self.unreported(&mut state, &leftover, now.as_ref());
-        }
+        let leftover = self.watch.own().lock().landing.remove(&self.id);
+        state.ended_unreported(leftover, now.as_ref());
     }
 }
 

@@ -18,15 +18,8 @@ impl Database {
         let dir = tempfile::tempdir().unwrap();
         let options = wal_database(&dir);
         let watch = Arc::new(WalWatch::open(&options).await.unwrap());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(3)
-            .after_connect({
-                let watch = Arc::clone(&watch);
-                move |connection, _| {
-                    let watch = Arc::clone(&watch);
-                    Box::pin(async move { watch.follow_commits_of(connection).await })
-                }
-            })
+        let pool = watch
+            .reported_by(SqlitePoolOptions::new().max_connections(3))
             .connect_with(options.clone())
             .await
             .unwrap();
