@@ -6,11 +6,14 @@
 //! audit::record_by(&state, EventKind::AdminAction, Some(target.id), admin.id, &client, "disabled").await;
 //! ```
 //!
-//! Recording never fails the request: a write that fails is logged and the action stands.
+//! Recording never fails the request: a write that fails is logged and the action stands. A
+//! successful login is the exception: its event is written with the session it starts, in
+//! one transaction (`login_success`), so there is no session without its record.
 
 use crate::auth::sessions::ClientMeta;
+use crate::error::{AuthFailure, Error};
 use crate::http::AppState;
-use crate::store::{Event, NewEvent, Store};
+use crate::store::{Event, NewEvent, Store, User};
 
 /// The kinds of event, as stored in `events.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +75,7 @@ impl EventKind {
 
 /// Records an event about `user_id` (if known), from `client`.
 pub async fn record(state: &AppState, kind: EventKind, user_id: Option<i64>, client: &ClientMeta) {
-    write(state, kind, user_id, None, client, None).await;
+    write(state, new_event(state, kind, user_id, None, client, None)).await;
 }
 
 /// Like `record`, with a short, secret-free detail.
@@ -83,7 +86,8 @@ pub async fn record_detail(
     client: &ClientMeta,
     detail: impl Into<String>,
 ) {
-    write(state, kind, user_id, None, client, Some(detail.into())).await;
+    let detail = Some(detail.into());
+    write(state, new_event(state, kind, user_id, None, client, detail)).await;
 }
 
 /// An event about `user_id` caused by another user, `actor_id` (an administrator).
@@ -95,26 +99,27 @@ pub async fn record_by(
     client: &ClientMeta,
     detail: impl Into<String>,
 ) {
-    write(
-        state,
-        kind,
-        user_id,
-        Some(actor_id),
-        client,
-        Some(detail.into()),
-    )
-    .await;
+    let detail = Some(detail.into());
+    let event = new_event(state, kind, user_id, Some(actor_id), client, detail);
+    write(state, event).await;
 }
 
-async fn write(
+async fn write(state: &AppState, event: NewEvent) {
+    let (kind, user_id) = (event.kind, event.user_id);
+    if let Err(err) = state.store.record_event(event).await {
+        tracing::warn!(error = %err, kind, user_id, "audit event not recorded");
+    }
+}
+
+fn new_event(
     state: &AppState,
     kind: EventKind,
     user_id: Option<i64>,
     actor_id: Option<i64>,
     client: &ClientMeta,
     detail: Option<String>,
-) {
-    let event = NewEvent {
+) -> NewEvent {
+    NewEvent {
         kind: kind.as_str(),
         user_id,
         actor_id,
@@ -122,9 +127,6 @@ async fn write(
         user_agent: client.user_agent.clone(),
         detail,
         created_at: state.clock.now(),
-    };
-    if let Err(err) = state.store.record_event(event).await {
-        tracing::warn!(error = %err, kind = kind.as_str(), user_id, "audit event not recorded");
     }
 }
 
@@ -137,47 +139,57 @@ pub async fn recent(
     Ok(store.recent_events(user_id, limit).await?)
 }
 
-/// Records a login attempt through `channel` (`api` or `page`): a success, or a failure
-/// attributed to the account when the name exists (the client is told nothing of it), and the
-/// start of a slow-down or lock-out once per run.
-pub async fn login_attempt(
+/// The event of a successful login through `channel` (`api` or `page`). It is written with
+/// the session the login starts (`NewSession::event`), in the same transaction.
+pub fn login_success(
+    state: &AppState,
+    user: &User,
+    client: &ClientMeta,
+    channel: &'static str,
+) -> NewEvent {
+    let detail = Some(channel.to_owned());
+    new_event(
+        state,
+        EventKind::LoginSuccess,
+        Some(user.id),
+        None,
+        client,
+        detail,
+    )
+}
+
+/// Records a failed login attempt through `channel` (`api` or `page`), attributed to the
+/// account when the name exists (the client is told nothing of it), and the start of a
+/// slow-down or lock-out once per run. Failures that say nothing about the credentials (a
+/// database outage, a throttled attempt) are not recorded here.
+pub async fn login_failure(
     state: &AppState,
     username: &str,
-    outcome: &crate::error::Result<crate::store::User>,
+    failure: &Error,
     client: &ClientMeta,
     channel: &'static str,
 ) {
-    use crate::error::{AuthFailure, Error};
-    match outcome {
-        Ok(user) => {
-            record_detail(
-                state,
-                EventKind::LoginSuccess,
-                Some(user.id),
-                client,
-                channel,
-            )
-            .await
-        }
-        Err(Error::Unauthorized(AuthFailure::BadCredentials) | Error::InactiveUser) => {
-            let store = state.store.as_ref();
-            let key = crate::domain::Username::fold(username);
-            let user_id = store.user_by_key(&key).await.ok().flatten().map(|u| u.id);
-            record_detail(state, EventKind::LoginFailure, user_id, client, channel).await;
-            let hash = crate::auth::throttle::name_hash(username);
-            let policy = &state.config.abuse.login_throttle;
-            if let Ok(Some(failures)) = store.login_failures(&hash).await {
-                let count = u32::try_from(failures.failures).unwrap_or(0);
-                let detail = if count == policy.free_failures {
-                    "failed logins: slowed down"
-                } else if count == policy.lock_after.min(100) {
-                    "failed logins: locked until a password reset"
-                } else {
-                    return;
-                };
-                record_detail(state, EventKind::Throttled, user_id, client, detail).await;
-            }
-        }
-        Err(_) => {}
+    if !matches!(
+        failure,
+        Error::Unauthorized(AuthFailure::BadCredentials) | Error::InactiveUser
+    ) {
+        return;
+    }
+    let store = state.store.as_ref();
+    let key = crate::domain::Username::fold(username);
+    let user_id = store.user_by_key(&key).await.ok().flatten().map(|u| u.id);
+    record_detail(state, EventKind::LoginFailure, user_id, client, channel).await;
+    let hash = crate::auth::throttle::name_hash(username);
+    let policy = &state.config.abuse.login_throttle;
+    if let Ok(Some(failures)) = store.login_failures(&hash).await {
+        let count = u32::try_from(failures.failures).unwrap_or(0);
+        let detail = if count == policy.free_failures {
+            "failed logins: slowed down"
+        } else if count == policy.lock_after.min(100) {
+            "failed logins: locked until a password reset"
+        } else {
+            return;
+        };
+        record_detail(state, EventKind::Throttled, user_id, client, detail).await;
     }
 }

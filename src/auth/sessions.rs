@@ -33,31 +33,32 @@ fn lifetime(lifetimes: &SessionLifetimes, session: &LiveSession) -> Lifetime {
     }
 }
 
-async fn start(
-    store: &dyn Store,
+/// A session of `kind` for `user` from `now`, ending by `limits`; the callers fill in what
+/// their kind adds.
+fn new_session(
     kind: SessionKind,
     limits: Lifetime,
     now: DateTime<Utc>,
-    new: (i64, bool, Option<String>),
+    user: &User,
     client: ClientMeta,
-) -> Result<Session> {
-    let (user_id, persistent, token_hash) = new;
-    Ok(store
-        .create_session(NewSession {
-            kind,
-            token_hash,
-            user_id,
-            persistent,
-            ip: client.ip,
-            user_agent: client.user_agent,
-            created_at: now,
-            expires_at: later(now, limits.absolute),
-            idle_expires_at: later(now, limits.idle),
-        })
-        .await?)
+) -> NewSession {
+    NewSession {
+        kind,
+        token_hash: None,
+        user_id: user.id,
+        persistent: false,
+        ip: client.ip,
+        user_agent: client.user_agent,
+        created_at: now,
+        expires_at: later(now, limits.absolute),
+        idle_expires_at: later(now, limits.idle),
+        first_refresh_token_hash: None,
+        event: None,
+    }
 }
 
-/// A new browser session; returns the cookie token (the store keeps only its hash).
+/// A new browser session; returns the cookie token (the store keeps only its hash). `event`
+/// (a login) is recorded with the session, in the same transaction.
 pub async fn start_browser_session(
     store: &dyn Store,
     lifetimes: &SessionLifetimes,
@@ -65,6 +66,7 @@ pub async fn start_browser_session(
     user: &User,
     remember: bool,
     client: ClientMeta,
+    event: Option<NewEvent>,
 ) -> Result<(String, Session)> {
     let (token, hash) = new_token();
     let limits = if remember {
@@ -72,37 +74,36 @@ pub async fn start_browser_session(
     } else {
         lifetimes.browser
     };
-    let session = start(
-        store,
-        SessionKind::Browser,
-        limits,
-        now,
-        (user.id, remember, Some(hash)),
-        client,
-    )
-    .await?;
+    let session = store
+        .create_session(NewSession {
+            token_hash: Some(hash),
+            persistent: remember,
+            event,
+            ..new_session(SessionKind::Browser, limits, now, user, client)
+        })
+        .await?;
     Ok((token, session))
 }
 
 /// A new API session (a refresh-token family); returns it and its first refresh token.
+/// `event` (a login) is recorded with the session, in the same transaction.
 pub async fn start_api_session(
     store: &dyn Store,
     lifetimes: &SessionLifetimes,
     now: DateTime<Utc>,
     user: &User,
     client: ClientMeta,
+    event: Option<NewEvent>,
 ) -> Result<(Session, String)> {
-    let session = start(
-        store,
-        SessionKind::Api,
-        lifetimes.api,
-        now,
-        (user.id, true, None),
-        client,
-    )
-    .await?;
     let (refresh_token, hash) = new_token();
-    store.add_refresh_token(session.id, &hash, now).await?;
+    let session = store
+        .create_session(NewSession {
+            persistent: true,
+            first_refresh_token_hash: Some(hash),
+            event,
+            ..new_session(SessionKind::Api, lifetimes.api, now, user, client)
+        })
+        .await?;
     Ok((session, refresh_token))
 }
 

@@ -14,7 +14,7 @@ use crate::auth::session::hash_token;
 use crate::auth::sessions::{ClientMeta, keep_alive, start_browser_session};
 use crate::config::Config;
 use crate::error::Result;
-use crate::store::{LiveSession, User};
+use crate::store::{LiveSession, NewEvent, User};
 
 /// `__Host-` binds a cookie to this exact host over https; browsers refuse it over http.
 pub fn session_cookie_name(config: &Config) -> &'static str {
@@ -107,12 +107,14 @@ impl FromRequestParts<AppState> for ClientInfo {
 
 /// Starts a new session for `user` (a new id at every sign-in, so a planted cookie is
 /// worthless) and returns the jar with its cookie. Any previous session of this browser ends.
+/// `event` (a login) is recorded with the new session.
 pub async fn sign_in(
     state: &AppState,
     jar: CookieJar,
     user: &User,
     remember: bool,
     ClientInfo(client): ClientInfo,
+    event: Option<NewEvent>,
 ) -> Result<CookieJar> {
     let jar = end_session(state, jar).await?;
     let config = &state.config;
@@ -124,6 +126,7 @@ pub async fn sign_in(
         user,
         remember,
         client,
+        event,
     )
     .await?;
     // Without "Remember me" the cookie has no Max-Age: it ends with the browser.

@@ -148,17 +148,18 @@ async fn password_grant(
     if let Some(login) = login_outcome(&outcome) {
         state.metrics.count_login(login);
     }
-    audit::login_attempt(state, &username, &outcome, &client, "api").await;
-    let user = outcome?;
+    let user = match outcome {
+        Ok(user) => user,
+        Err(failure) => {
+            audit::login_failure(state, &username, &failure, &client, "api").await;
+            return Err(failure);
+        }
+    };
     ensure_verified(&state.config.mail, &user)?;
-    let (session, refresh_token) = start_api_session(
-        state.store.as_ref(),
-        &state.config.sessions,
-        now,
-        &user,
-        client,
-    )
-    .await?;
+    let event = audit::login_success(state, &user, &client, "api");
+    let sessions = &state.config.sessions;
+    let (session, refresh_token) =
+        start_api_session(store, sessions, now, &user, client, Some(event)).await?;
     Ok((session.id, user, refresh_token))
 }
 

@@ -103,6 +103,8 @@ pub trait NoteStore {
 
 #[async_trait]
 pub trait SessionStore {
+    /// Starts a session, with its first refresh token and its audit event if it has them,
+    /// in one transaction (one commit).
     async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
     /// The live browser session with this cookie-token hash, and its user.
     async fn session_by_token_hash(
@@ -131,13 +133,6 @@ pub trait SessionStore {
     async fn delete_session(&self, user_id: i64, session_id: i64) -> StoreResult<bool>;
     /// Ends all of a user's sessions but `keep`; how many ended.
     async fn delete_other_sessions(&self, user_id: i64, keep: Option<i64>) -> StoreResult<u64>;
-    /// Adds the first refresh token of an API session.
-    async fn add_refresh_token(
-        &self,
-        session_id: i64,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
     /// Uses a refresh token once, atomically: rotates it to `new_hash`, or detects reuse
     /// and ends its family.
     async fn rotate_refresh_token(

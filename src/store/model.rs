@@ -109,6 +109,11 @@ pub struct NewSession {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub idle_expires_at: DateTime<Utc>,
+    /// API sessions: SHA-256 of the first refresh token of the family, hex.
+    pub first_refresh_token_hash: Option<String>,
+    /// The audit event the session starts with (a login). The session, its first refresh
+    /// token and this event are written in one transaction: all of them or none.
+    pub event: Option<NewEvent>,
 }
 
 /// A session joined with its user, read as one row.

@@ -308,6 +308,7 @@ async fn a_revoked_browser_session_is_refused_on_every_instance(backend: Backend
         &user,
         false,
         ClientMeta::default(),
+        None,
     )
     .await
     .unwrap();

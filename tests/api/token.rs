@@ -17,6 +17,7 @@ both_backends!(
     disabled_user_cannot_log_in,
     legacy_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id,
     login_form_errors_are_4xx,
+    a_login_writes_its_session_refresh_token_and_event_together,
 );
 
 async fn login_with_a_urlencoded_form_returns_a_bearer_token(backend: Backend) {
@@ -220,4 +221,61 @@ async fn login_form_errors_are_4xx(backend: Backend) {
         "{}",
         broken_multipart.status()
     );
+}
+
+/// What one user has in the database: sessions, refresh tokens, login events.
+async fn login_rows(app: &crate::helpers::TestApp, username: &str) -> [String; 3] {
+    let count = |sql| app.fetch_text(sql, username);
+    [
+        count("SELECT CAST(COUNT(*) AS TEXT) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = $1").await,
+        count("SELECT CAST(COUNT(*) AS TEXT) FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+               JOIN users u ON u.id = s.user_id WHERE u.username = $1").await,
+        count("SELECT CAST(COUNT(*) AS TEXT) FROM events e JOIN users u ON u.id = e.user_id \
+               WHERE u.username = $1 AND e.kind = 'login_success'").await,
+    ]
+    .map(|n| n.expect("a count"))
+}
+
+/// A login's session, its first refresh token and its audit event are one transaction: all
+/// of them are written, or none is.
+async fn a_login_writes_its_session_refresh_token_and_event_together(backend: Backend) {
+    use gatehouse::store::{NewEvent, NewSession, SessionKind};
+    let app = spawn_app(backend).await;
+    app.signup("alice", "sesame street lamp").await;
+    assert_eq!(login_rows(&app, "alice").await, ["0", "0", "0"]);
+
+    let response = app.login("alice", "sesame street lamp").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
+
+    // An event the database refuses (its actor does not exist) takes the session with it.
+    let now = app.clock.now();
+    let user_id = app.user_id("alice").await;
+    let refused = app
+        .state
+        .store
+        .create_session(NewSession {
+            kind: SessionKind::Api,
+            token_hash: None,
+            user_id,
+            persistent: true,
+            ip: None,
+            user_agent: None,
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            idle_expires_at: now + chrono::Duration::hours(1),
+            first_refresh_token_hash: Some("0".repeat(64)),
+            event: Some(NewEvent {
+                kind: "login_success",
+                user_id: Some(user_id),
+                actor_id: Some(i64::MAX),
+                ip: None,
+                user_agent: None,
+                detail: Some("api".into()),
+                created_at: now,
+            }),
+        })
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
 }

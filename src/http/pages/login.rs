@@ -83,13 +83,16 @@ pub async fn submit_login(
     )
     .await
     .and_then(|user| ensure_verified(&state.config.mail, &user).map(|()| user));
-    audit::login_attempt(&state, &form.username, &outcome, &client.0, "page").await;
+    if let Err(failure) = &outcome {
+        audit::login_failure(&state, &form.username, failure, &client.0, "page").await;
+    }
     match outcome {
         Ok(user) => {
             let remember = form
                 .remember_me
                 .is_some_and(|v| !v.is_empty() && v != "off");
-            let jar = sign_in(&state, ctx.jar, &user, remember, client).await?;
+            let event = audit::login_success(&state, &user, &client.0, "page");
+            let jar = sign_in(&state, ctx.jar, &user, remember, client, Some(event)).await?;
             tracing::info!(
                 user_id = user.id,
                 remember,
@@ -179,7 +182,7 @@ pub async fn submit_signup(
             if ensure_verified(&state.config.mail, &user).is_err() {
                 return Ok(Redirect::to("/login?notice=verify-email").into_response());
             }
-            let jar = sign_in(&state, ctx.jar, &user, false, client).await?;
+            let jar = sign_in(&state, ctx.jar, &user, false, client, None).await?;
             tracing::info!(user_id = user.id, "user signed up through the sign-up page");
             Ok((jar, Redirect::to(AFTER_LOGIN)).into_response())
         }

@@ -21,7 +21,7 @@ mod throttle;
 mod users;
 
 pub(super) use admin::impl_admin_store;
-pub(super) use events::impl_event_store;
+pub(super) use events::{impl_event_store, insert_event};
 pub(super) use notes::impl_note_store;
 pub(super) use profile::impl_profile_store;
 pub(super) use sessions::impl_session_store;

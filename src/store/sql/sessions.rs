@@ -13,7 +13,10 @@ macro_rules! impl_session_store {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING ",
                     $crate::store::sql::session_columns!()
                 );
-                Ok(sqlx::query_as(sql)
+                // One transaction, so one commit per login, and never a session without its
+                // refresh token or its login event.
+                let mut tx = self.pool.begin().await?;
+                let started: $crate::store::Session = sqlx::query_as(sql)
                     .bind(session.kind.as_str())
                     .bind(session.token_hash.as_deref())
                     .bind(session.user_id)
@@ -23,10 +26,23 @@ macro_rules! impl_session_store {
                     .bind(session.created_at)
                     .bind(session.expires_at)
                     .bind(session.idle_expires_at)
-                    .fetch_all(&self.pool)
-                    .await?
-                    .pop()
-                    .ok_or(sqlx::Error::RowNotFound)?)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if let Some(token_hash) = &session.first_refresh_token_hash {
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (session_id, token_hash, created_at) VALUES ($1, $2, $3)",
+                    )
+                    .bind(started.id)
+                    .bind(token_hash)
+                    .bind(session.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some(event) = session.event {
+                    $crate::store::sql::insert_event!(&mut *tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(started)
             }
 
             async fn session_by_token_hash(
@@ -134,21 +150,6 @@ macro_rules! impl_session_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected())
-            }
-
-            async fn add_refresh_token(
-                &self,
-                session_id: i64,
-                token_hash: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<()> {
-                sqlx::query("INSERT INTO refresh_tokens (session_id, token_hash, created_at) VALUES ($1, $2, $3)")
-                    .bind(session_id)
-                    .bind(token_hash)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
             }
 
             async fn rotate_refresh_token(
