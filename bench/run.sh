@@ -8,7 +8,8 @@
 # BENCH_ROUNDS (interleaved rounds, default 3), BENCH_PORT (default 18000), BENCH_PG_URL
 # (default postgres://postgres@127.0.0.1:5432), BENCH_LARGE_USERS (default 1000000),
 # BENCH_KEEP=1 keeps the work folder with every raw output, BENCH_S3_BARE=1 adds bare hashing
-# (no login requests) at two scheduling priorities to scenario 3.
+# (no login requests) at two scheduling priorities to scenario 3, BENCH_GATEHOUSE=PATH runs that
+# service binary instead of building one (with BENCH_COMMIT=NAME for the report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ case $BACKEND in sqlite | postgres) ;; *)
 esac
 
 TARGET=${CARGO_TARGET_DIR:-target/bench}
-GATEHOUSE=$TARGET/release/gatehouse
+GATEHOUSE=${BENCH_GATEHOUSE:-$TARGET/release/gatehouse}
 HELPER=$TARGET/release/gatehouse-bench
 SECONDS_PER_RUN=${BENCH_SECONDS:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -123,6 +124,22 @@ tokens() { # FILE PORT COUNT MAX
     [ "$(grep -c . "$1")" = "$3" ] || { echo "login failed while collecting tokens" >&2; exit 1; }
 }
 
+# CPU time (user and system, reaped children included) in clock ticks: of one process, or of
+# every process of the local PostgreSQL server.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13 + $14 + $15}'; }
+database_ticks() {
+    [ "$BACKEND" = postgres ] || { echo 0; return; }
+    # Counts the server's processes that exist now: backends of closed connections are
+    # counted through the postmaster's reaped children.
+    local p t=0
+    for p in $(pgrep -x postgres); do t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
+# Milliseconds of CPU per request: TICKS over the requests of a wrk output.
+ms_per_request() { # TICKS WRK_OUTPUT
+    awk -v t="$1" -v hz="$(getconf CLK_TCK)" '/ requests in / {printf "%.2f\n", t * 1000 / hz / $1}' "$2"
+}
+
 # VmHWM (peak resident) or VmRSS of a process, in MB.
 memory_mb() { awk -v k="$2:" '$1 == k {printf "%.1f\n", $2 / 1024}' "/proc/$1/status"; }
 
@@ -156,11 +173,17 @@ scenario_1() {
 
 scenario_2() {
     say "## 2. Logins per second, against the Argon2id limit (wrk -t1 -c8, $((SECONDS_PER_RUN * 2))s, hash timed before and after, $ROUNDS rounds)"
-    local r limit parallel
+    local r limit parallel service database cpu
     for r in $(seq "$ROUNDS"); do
         "$HELPER" hash-time 12 >"$WORK/s2-hash-before-$r.txt"
+        service=$(cpu_ticks "${PID[small]}")
+        database=$(database_ticks)
         BENCH_USERS=$SMALL_USERS $WRK -c8 -d"$((SECONDS_PER_RUN * 2))s" -s bench/wrk/login.lua \
             "http://127.0.0.1:$PORT" >"$WORK/s2-login-$r.txt"
+        service=$(($(cpu_ticks "${PID[small]}") - service))
+        database=$(($(database_ticks) - database))
+        cpu="service $(ms_per_request "$service" "$WORK/s2-login-$r.txt") ms"
+        [ "$BACKEND" = sqlite ] || cpu+=", database server $(ms_per_request "$database" "$WORK/s2-login-$r.txt") ms"
         "$HELPER" hash-time 12 >"$WORK/s2-hash-after-$r.txt"
         limit=$(cat "$WORK/s2-hash-before-$r.txt" "$WORK/s2-hash-after-$r.txt" |
             sed 's/.*limit_per_second=\([0-9.]*\).*/\1/' | awk '{s += $1} END {printf "%.2f\n", s / NR}')
@@ -168,7 +191,7 @@ scenario_2() {
             sed 's/.*parallel_per_second=\([0-9.]*\).*/\1/' | awk '{s += $1} END {printf "%.2f\n", s / NR}')
         echo "$limit" >"$WORK/s2-limit-$r.txt"
         echo "$parallel" >"$WORK/s2-parallel-$r.txt"
-        say "round $r: before: $(cat "$WORK/s2-hash-before-$r.txt") | logins $(rps "$WORK/s2-login-$r.txt")/s p50 $(pct "$WORK/s2-login-$r.txt" 50) ms, $(grep statuses "$WORK/s2-login-$r.txt") [$(errors "$WORK/s2-login-$r.txt")] | after: $(cat "$WORK/s2-hash-after-$r.txt")"
+        say "round $r: before: $(cat "$WORK/s2-hash-before-$r.txt") | logins $(rps "$WORK/s2-login-$r.txt")/s p50 $(pct "$WORK/s2-login-$r.txt" 50) ms, $(grep statuses "$WORK/s2-login-$r.txt") [$(errors "$WORK/s2-login-$r.txt")], CPU per login: $cpu | after: $(cat "$WORK/s2-hash-after-$r.txt")"
     done
     local logins r2 rp
     limit=$(cat "$WORK"/s2-limit-*.txt | median)
@@ -330,7 +353,8 @@ scenario_6() {
 
 # --- main --------------------------------------------------------------------------------------
 echo "building release binaries in $TARGET" >&2
-CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --bin gatehouse
+# BENCH_GATEHOUSE names a binary built elsewhere (to compare two builds on one machine).
+[ -n "${BENCH_GATEHOUSE:-}" ] || CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --bin gatehouse
 CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --manifest-path bench/baseline/Cargo.toml
 
 say "# Gatehouse bench: $BACKEND, scenarios $SCENARIOS"
