@@ -8,7 +8,7 @@
 //!
 //! Recording never fails the request: a write that fails is logged and the action stands. A
 //! successful login is the exception: its event is written with the session it starts, in
-//! one transaction (`login_success`), so there is no session without its record.
+//! one transaction (`login_success_event`), so there is no session without its record.
 
 use crate::auth::sessions::ClientMeta;
 use crate::error::{AuthFailure, Error};
@@ -141,7 +141,7 @@ pub async fn recent(
 
 /// The event of a successful login through `channel` (`api` or `page`). It is written with
 /// the session the login starts (`NewSession::event`), in the same transaction.
-pub fn login_success(
+pub fn login_success_event(
     state: &AppState,
     user: &User,
     client: &ClientMeta,

@@ -156,7 +156,7 @@ async fn password_grant(
         }
     };
     ensure_verified(&state.config.mail, &user)?;
-    let event = audit::login_success(state, &user, &client, "api");
+    let event = audit::login_success_event(state, &user, &client, "api");
     let sessions = &state.config.sessions;
     let (session, refresh_token) =
         start_api_session(store, sessions, now, &user, client, Some(event)).await?;

@@ -247,34 +247,45 @@ async fn a_login_writes_its_session_refresh_token_and_event_together(backend: Ba
     let response = app.login("alice", "sesame street lamp").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
+    let detail = "SELECT detail FROM events WHERE kind = 'login_success' AND $1 = $1";
+    assert_eq!(app.fetch_text(detail, "").await.as_deref(), Some("api"));
 
-    // An event the database refuses (its actor does not exist) takes the session with it.
     let now = app.clock.now();
     let user_id = app.user_id("alice").await;
-    let refused = app
-        .state
-        .store
-        .create_session(NewSession {
-            kind: SessionKind::Api,
-            token_hash: None,
-            user_id,
-            persistent: true,
+    let session = |first_refresh_token_hash, actor_id| NewSession {
+        kind: SessionKind::Api,
+        token_hash: None,
+        user_id,
+        persistent: true,
+        ip: None,
+        user_agent: None,
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(1),
+        idle_expires_at: now + chrono::Duration::hours(1),
+        first_refresh_token_hash: Some(first_refresh_token_hash),
+        event: Some(NewEvent {
+            kind: "login_success",
+            user_id: Some(user_id),
+            actor_id,
             ip: None,
             user_agent: None,
+            detail: Some("api".into()),
             created_at: now,
-            expires_at: now + chrono::Duration::hours(1),
-            idle_expires_at: now + chrono::Duration::hours(1),
-            first_refresh_token_hash: Some("0".repeat(64)),
-            event: Some(NewEvent {
-                kind: "login_success",
-                user_id: Some(user_id),
-                actor_id: Some(i64::MAX),
-                ip: None,
-                user_agent: None,
-                detail: Some("api".into()),
-                created_at: now,
-            }),
-        })
+        }),
+    };
+    let store = app.state.store.as_ref();
+    // A refresh token the database refuses (the hash is taken) takes the session with it, and
+    // the event is not written either.
+    let taken = app
+        .fetch_text("SELECT token_hash FROM refresh_tokens WHERE $1 = $1", "")
+        .await
+        .unwrap();
+    let refused = store.create_session(session(taken, None)).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
+    // So does an event the database refuses (its actor does not exist).
+    let refused = store
+        .create_session(session("0".repeat(64), Some(i64::MAX)))
         .await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);

@@ -91,7 +91,7 @@ pub async fn submit_login(
             let remember = form
                 .remember_me
                 .is_some_and(|v| !v.is_empty() && v != "off");
-            let event = audit::login_success(&state, &user, &client.0, "page");
+            let event = audit::login_success_event(&state, &user, &client.0, "page");
             let jar = sign_in(&state, ctx.jar, &user, remember, client, Some(event)).await?;
             tracing::info!(
                 user_id = user.id,
