@@ -354,7 +354,11 @@ scenario_6() {
 # --- main --------------------------------------------------------------------------------------
 echo "building release binaries in $TARGET" >&2
 # BENCH_GATEHOUSE names a binary built elsewhere (to compare two builds on one machine).
-[ -n "${BENCH_GATEHOUSE:-}" ] || CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --bin gatehouse
+if [ -n "${BENCH_GATEHOUSE:-}" ]; then
+    echo "service binary: $BENCH_GATEHOUSE (not built here)" >&2
+else
+    CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --bin gatehouse
+fi
 CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --manifest-path bench/baseline/Cargo.toml
 
 say "# Gatehouse bench: $BACKEND, scenarios $SCENARIOS"
