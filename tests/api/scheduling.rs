@@ -51,14 +51,18 @@ fn requests_run_with_short_slices_and_hashes_with_long_ones_at_a_lower_priority(
     // The service starts at the test's own priority.
     let (ours, _) = nice_and_slice(&std::fs::read_to_string("/proc/self/sched").unwrap());
     let process = Process::start(&[]);
-    // The hashing threads set theirs when they start; give them a moment.
+    // The service starts one hashing thread per core it may use, as many as this test may.
+    let hashing_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // A new thread carries the process's name until it names itself, and lowers its priority
+    // only then: wait until every hashing thread has done both.
     let mut seen = threads(process.pid());
     for _ in 0..100 {
-        let hashing_lowered = seen
+        let lowered: Vec<bool> = seen
             .iter()
             .filter(|(name, ..)| name.starts_with("gatehouse-hash"))
-            .all(|(_, nice, _)| *nice == (ours + 10).min(19));
-        if hashing_lowered {
+            .map(|(_, nice, _)| *nice == (ours + 10).min(19))
+            .collect();
+        if lowered.len() == hashing_threads && lowered.iter().all(|&lowered| lowered) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -79,6 +83,7 @@ fn requests_run_with_short_slices_and_hashes_with_long_ones_at_a_lower_priority(
         ["database", "hashing", "request"],
         "{seen:?}"
     );
+    assert_eq!(by_kind["hashing"].len(), hashing_threads, "{seen:?}");
     let honoured = kernel_honours_slices() && seen.iter().all(|(.., slice)| slice.is_some());
     if !honoured {
         eprintln!("skipped the slices: this kernel does not honour or report slices asked for");
