@@ -23,19 +23,29 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// How a `POST /token` attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
+    /// A session started and a token was issued.
     Success,
     BadCredentials,
+    /// The right password on a disabled account.
     Inactive,
+    /// The right password on an address not yet confirmed, where confirming is required.
+    Unverified,
 }
 
 impl LoginOutcome {
-    const ALL: [Self; 3] = [Self::Success, Self::BadCredentials, Self::Inactive];
+    const ALL: [Self; 4] = [
+        Self::Success,
+        Self::BadCredentials,
+        Self::Inactive,
+        Self::Unverified,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Self::Success => "success",
             Self::BadCredentials => "bad_credentials",
             Self::Inactive => "inactive",
+            Self::Unverified => "unverified",
         }
     }
 }

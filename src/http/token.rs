@@ -145,21 +145,25 @@ async fn password_grant(
     let throttle = &state.config.abuse.login_throttle;
     let store = state.store.as_ref();
     let outcome = authenticate(store, &state.hasher, throttle, now, &username, password).await;
-    if let Some(login) = login_outcome(&outcome) {
-        state.metrics.count_login(login);
-    }
     let user = match outcome {
         Ok(user) => user,
         Err(failure) => {
+            if let Some(login) = failed_login_outcome(&failure) {
+                state.metrics.count_login(login);
+            }
             audit::login_failure(state, &username, &failure, &client, "api").await;
             return Err(failure);
         }
     };
-    ensure_verified(&state.config.mail, &user)?;
+    if let Err(unverified) = ensure_verified(&state.config.mail, &user) {
+        state.metrics.count_login(LoginOutcome::Unverified);
+        return Err(unverified);
+    }
     let event = audit::login_success_event(state, &user, &client, "api");
     let sessions = &state.config.sessions;
     let (session, refresh_token) =
         start_api_session(store, sessions, now, &user, client, Some(event)).await?;
+    state.metrics.count_login(LoginOutcome::Success);
     Ok((session.id, user, refresh_token))
 }
 
@@ -167,14 +171,13 @@ fn missing(field: &str) -> Error {
     Error::Validation(vec![FieldError::body(field, "Field required", "missing")])
 }
 
-/// What a login attempt counts as; `None` for failures that say nothing about the credentials
+/// What a refused login counts as; `None` for failures that say nothing about the credentials
 /// (such as a database outage).
-fn login_outcome(outcome: &Result<User>) -> Option<LoginOutcome> {
-    match outcome {
-        Ok(_) => Some(LoginOutcome::Success),
-        Err(Error::Unauthorized(AuthFailure::BadCredentials)) => Some(LoginOutcome::BadCredentials),
-        Err(Error::InactiveUser) => Some(LoginOutcome::Inactive),
-        Err(_) => None,
+fn failed_login_outcome(failure: &Error) -> Option<LoginOutcome> {
+    match failure {
+        Error::Unauthorized(AuthFailure::BadCredentials) => Some(LoginOutcome::BadCredentials),
+        Error::InactiveUser => Some(LoginOutcome::Inactive),
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_detail, spawn_app_with};
 use crate::mail::SmtpSink;
+use crate::metrics::{sample, scrape};
 
 both_backends!(
     password_reset_by_email_ends_sessions_and_is_single_use,
@@ -211,6 +212,19 @@ async fn required_verification_refuses_login_until_confirmed(backend: Backend) {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let body: Value = refused.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("not verified"));
+    let logins = |text: &str, outcome: &str| {
+        sample(
+            text,
+            &format!(r#"gatehouse_logins_total{{outcome="{outcome}"}}"#),
+        )
+    };
+    let text = scrape(&app).await;
+    assert_eq!(logins(&text, "unverified"), Some(1.0), "{text}");
+    assert_eq!(
+        logins(&text, "success"),
+        Some(0.0),
+        "no session started: {text}"
+    );
 
     let resend = app
         .post_json("/verify-email/resend", &json!({"username": "alice"}))
@@ -237,6 +251,8 @@ async fn required_verification_refuses_login_until_confirmed(backend: Backend) {
         StatusCode::OK
     );
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+    let text = scrape(&app).await;
+    assert_eq!(logins(&text, "success"), Some(1.0), "{text}");
 }
 
 async fn email_change_applies_only_when_the_new_address_is_confirmed(backend: Backend) {

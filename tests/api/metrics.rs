@@ -7,7 +7,7 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 
 both_backends!(metrics_count_requests_logins_and_slots);
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
@@ -20,7 +20,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of one sample, such as `gatehouse_logins_total{outcome="success"}`.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map(|value| value.parse().unwrap())
