@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::session::{hash_token, new_token};
+use crate::audit::EventKind;
 use crate::config::{Lifetime, SessionLifetimes};
 use crate::error::{Error, Result};
 use crate::store::{
@@ -139,17 +140,19 @@ pub async fn refresh(
                 session_id,
                 "refresh token reused: session family revoked"
             );
-            store
-                .record_event(NewEvent {
-                    kind: "refresh_token_reuse",
-                    user_id: Some(user_id),
-                    actor_id: None,
-                    ip: client.ip,
-                    user_agent: client.user_agent,
-                    detail: Some(format!("session {session_id} revoked")),
-                    created_at: now,
-                })
-                .await?;
+            let event = NewEvent {
+                kind: EventKind::RefreshTokenReuse.as_str(),
+                user_id: Some(user_id),
+                actor_id: None,
+                ip: client.ip,
+                user_agent: client.user_agent,
+                detail: Some(format!("session {session_id} revoked")),
+                created_at: now,
+            };
+            // The family is revoked already; a lost record must not change the answer.
+            if let Err(err) = store.record_event(event).await {
+                tracing::warn!(error = %err, user_id, "refresh token reuse not recorded");
+            }
             Err(invalid())
         }
         Rotation::Invalid => Err(invalid()),

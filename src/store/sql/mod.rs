@@ -24,7 +24,7 @@ pub(super) use admin::impl_admin_store;
 pub(super) use events::{impl_event_store, insert_event};
 pub(super) use notes::impl_note_store;
 pub(super) use profile::impl_profile_store;
-pub(super) use sessions::impl_session_store;
+pub(super) use sessions::{impl_session_store, insert_refresh_token};
 pub(super) use throttle::impl_throttle_store;
 pub(super) use users::impl_user_store;
 

@@ -29,14 +29,8 @@ macro_rules! impl_session_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 if let Some(token_hash) = &session.first_refresh_token_hash {
-                    sqlx::query(
-                        "INSERT INTO refresh_tokens (session_id, token_hash, created_at) VALUES ($1, $2, $3)",
-                    )
-                    .bind(started.id)
-                    .bind(token_hash)
-                    .bind(session.created_at)
-                    .execute(&mut *tx)
-                    .await?;
+                    $crate::store::sql::insert_refresh_token!(&mut *tx, started.id, token_hash, session.created_at)
+                        .await?;
                 }
                 if let Some(event) = session.event {
                     $crate::store::sql::insert_event!(&mut *tx, event).await?;
@@ -197,12 +191,7 @@ macro_rules! impl_session_store {
                     tx.commit().await?;
                     return Ok(Rotation::Invalid);
                 };
-                sqlx::query("INSERT INTO refresh_tokens (session_id, token_hash, created_at) VALUES ($1, $2, $3)")
-                    .bind(session_id)
-                    .bind(new_hash)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                $crate::store::sql::insert_refresh_token!(&mut *tx, session_id, new_hash, now).await?;
                 tx.commit().await?;
                 Ok(Rotation::Rotated(Box::new((session, user))))
             }
@@ -210,4 +199,18 @@ macro_rules! impl_session_store {
     };
 }
 
-pub(in crate::store) use impl_session_store;
+/// The statement that adds a token to a session's refresh-token family, in the transaction
+/// that starts the session or rotates its token; a future to await.
+macro_rules! insert_refresh_token {
+    ($executor:expr, $session_id:expr, $token_hash:expr, $created_at:expr) => {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (session_id, token_hash, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind($session_id)
+        .bind($token_hash)
+        .bind($created_at)
+        .execute($executor)
+    };
+}
+
+pub(in crate::store) use {impl_session_store, insert_refresh_token};
