@@ -2,7 +2,7 @@
 //! threads ask for short time slices, password hashing threads for long ones at nice 10.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::process::Process;
 
@@ -49,14 +49,15 @@ fn kernel_honours_slices() -> bool {
 #[test]
 fn requests_run_with_short_slices_and_hashes_with_long_ones_at_a_lower_priority() {
     // The service starts at the test's own priority.
-    let (ours, _) = nice_and_slice(&std::fs::read_to_string("/proc/self/sched").unwrap());
+    let (ours, _) = nice_and_slice(&std::fs::read_to_string("/proc/thread-self/sched").unwrap());
     let process = Process::start(&[]);
     // The service starts one hashing thread per core it may use, as many as this test may.
     let hashing_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // A new thread carries the process's name until it names itself, and lowers its priority
-    // only then: wait until every hashing thread has done both.
+    // A new thread carries the name of the thread that started it until it names itself, and
+    // lowers its priority only then: wait until every hashing thread has done both.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = threads(process.pid());
-    for _ in 0..100 {
+    while Instant::now() < deadline {
         let lowered: Vec<bool> = seen
             .iter()
             .filter(|(name, ..)| name.starts_with("gatehouse-hash"))
