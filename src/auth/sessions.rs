@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 
 use super::session::{hash_token, new_token};
-use crate::audit::EventKind;
 use crate::config::{Lifetime, SessionLifetimes};
 use crate::error::{Error, Result};
 use crate::store::{
@@ -108,16 +107,32 @@ pub async fn start_api_session(
     Ok((session, refresh_token))
 }
 
-/// Exchanges a refresh token for the next one (RFC 6749 section 6, rotated). A token used
-/// twice ends its whole family and is recorded: one of the two holders is not the user.
+/// What a presented refresh token led to.
+pub enum Refresh {
+    /// The next token of the session's family.
+    Rotated {
+        session: LiveSession,
+        user: User,
+        refresh_token: String,
+    },
+    /// The token had been used already: one of its two holders is not the user, so the whole
+    /// family is revoked. The client is told only `invalid_refresh_token`; the caller records
+    /// the reuse.
+    Reused { session_id: i64, user_id: i64 },
+}
+
+/// The answer to a refresh token that is unknown, expired or reused.
+pub fn invalid_refresh_token() -> Error {
+    Error::BadRequest("Invalid refresh token".into())
+}
+
+/// Exchanges a refresh token for the next one (RFC 6749 section 6, rotated).
 pub async fn refresh(
     store: &dyn Store,
     lifetimes: &SessionLifetimes,
     now: DateTime<Utc>,
     presented: &str,
-    client: ClientMeta,
-) -> Result<(LiveSession, User, String)> {
-    let invalid = || Error::BadRequest("Invalid refresh token".into());
+) -> Result<Refresh> {
     let (next, next_hash) = new_token();
     match store
         .rotate_refresh_token(&hash_token(presented), &next_hash, now)
@@ -129,7 +144,11 @@ pub async fn refresh(
                 return Err(Error::InactiveUser);
             }
             keep_alive(store, lifetimes, now, &session).await?;
-            Ok((session, user, next))
+            Ok(Refresh::Rotated {
+                session,
+                user,
+                refresh_token: next,
+            })
         }
         Rotation::Reused {
             session_id,
@@ -140,22 +159,12 @@ pub async fn refresh(
                 session_id,
                 "refresh token reused: session family revoked"
             );
-            let event = NewEvent {
-                kind: EventKind::RefreshTokenReuse.as_str(),
-                user_id: Some(user_id),
-                actor_id: None,
-                ip: client.ip,
-                user_agent: client.user_agent,
-                detail: Some(format!("session {session_id} revoked")),
-                created_at: now,
-            };
-            // The family is revoked already; a lost record must not change the answer.
-            if let Err(err) = store.record_event(event).await {
-                tracing::warn!(error = %err, user_id, "refresh token reuse not recorded");
-            }
-            Err(invalid())
+            Ok(Refresh::Reused {
+                session_id,
+                user_id,
+            })
         }
-        Rotation::Invalid => Err(invalid()),
+        Rotation::Invalid => Err(invalid_refresh_token()),
     }
 }
 

@@ -16,10 +16,10 @@ use super::docs::ErrorBody;
 use super::form::AnyForm;
 use super::rate_limit::{Login, PerIp};
 use super::session::ClientInfo;
-use crate::audit;
+use crate::audit::{self, EventKind};
 use crate::auth::login::authenticate;
 use crate::auth::recovery::ensure_verified;
-use crate::auth::sessions::{refresh, start_api_session};
+use crate::auth::sessions::{Refresh, invalid_refresh_token, refresh, start_api_session};
 use crate::error::{AuthFailure, Error, FieldError, Result};
 use crate::metrics::LoginOutcome;
 use crate::store::User;
@@ -86,10 +86,12 @@ struct TokenResponse {
     responses(
         (status = 200, description = "A bearer token", body = TokenResponse,
          headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 400, description = "Inactive user, unsupported `grant_type`, or a malformed form",
-         body = ErrorBody),
+        (status = 400, description = "Inactive user, unsupported `grant_type`, an invalid \
+         refresh token, or a malformed form", body = ErrorBody),
         (status = 401, description = "Incorrect username or password", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "Email address not confirmed (only when \
+         `REQUIRE_EMAIL_VERIFICATION` is on)", body = ErrorBody),
         (status = 429, description = "Too many requests from this address, or too many failed \
          logins for this account", body = ErrorBody,
          headers(("Retry-After" = String, description = "Seconds to wait (absent when only a \
@@ -107,15 +109,7 @@ async fn issue_token(
     let now = state.clock.now();
     let (session_id, user, refresh_token) = match request.grant_type.as_deref() {
         None | Some("") | Some("password") => password_grant(&state, request, client, now).await?,
-        Some("refresh_token") => {
-            let presented = request
-                .refresh_token
-                .ok_or_else(|| missing("refresh_token"))?;
-            let store = state.store.as_ref();
-            let (session, user, next) =
-                refresh(store, &state.config.sessions, now, &presented, client.0).await?;
-            (session.id, user, next)
-        }
+        Some("refresh_token") => refresh_grant(&state, request, client, now).await?,
         Some(_) => {
             return Err(Error::BadRequest(
                 "Unsupported grant_type: use \"password\" or \"refresh_token\"".into(),
@@ -165,6 +159,36 @@ async fn password_grant(
         start_api_session(store, sessions, now, &user, client, Some(event)).await?;
     state.metrics.count_login(LoginOutcome::Success);
     Ok((session.id, user, refresh_token))
+}
+
+/// The refresh-token grant: the next token of the session's family. A reused token has
+/// revoked its family; the reuse is recorded on the account's activity.
+async fn refresh_grant(
+    state: &AppState,
+    request: TokenRequest,
+    ClientInfo(client): ClientInfo,
+    now: DateTime<Utc>,
+) -> Result<(i64, User, String)> {
+    let presented = request
+        .refresh_token
+        .ok_or_else(|| missing("refresh_token"))?;
+    let store = state.store.as_ref();
+    match refresh(store, &state.config.sessions, now, &presented).await? {
+        Refresh::Rotated {
+            session,
+            user,
+            refresh_token,
+        } => Ok((session.id, user, refresh_token)),
+        Refresh::Reused {
+            session_id,
+            user_id,
+        } => {
+            let detail = format!("session {session_id} revoked");
+            let kind = EventKind::RefreshTokenReuse;
+            audit::record_detail(state, kind, Some(user_id), &client, detail).await;
+            Err(invalid_refresh_token())
+        }
+    }
 }
 
 fn missing(field: &str) -> Error {
