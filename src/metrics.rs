@@ -23,7 +23,7 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// How a `POST /token` attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
-    /// A session started and a token was issued.
+    /// The password was right and a session started.
     Success,
     BadCredentials,
     /// The right password on a disabled account.
