@@ -20,7 +20,27 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Route label of requests that matched no route (their raw paths are not labels: unbounded).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// How a `POST /token` attempt ended.
+/// Where a password login came from; also the `detail` of its audit events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginChannel {
+    /// `POST /token`.
+    Api,
+    /// The login page.
+    Page,
+}
+
+impl LoginChannel {
+    const ALL: [Self; 2] = [Self::Api, Self::Page];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Page => "page",
+        }
+    }
+}
+
+/// How a password login ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
     /// The password was right and a session started.
@@ -97,12 +117,17 @@ impl Metrics {
         )
         .expect("valid metric");
         let logins = IntCounterVec::new(
-            Opts::new("gatehouse_logins_total", "Logins at POST /token by outcome"),
-            &["outcome"],
+            Opts::new(
+                "gatehouse_logins_total",
+                "Password logins by channel (api: POST /token; page: the login page) and outcome",
+            ),
+            &["channel", "outcome"],
         )
         .expect("valid metric");
-        for outcome in LoginOutcome::ALL {
-            logins.with_label_values(&[outcome.label()]);
+        for channel in LoginChannel::ALL {
+            for outcome in LoginOutcome::ALL {
+                logins.with_label_values(&[channel.as_str(), outcome.label()]);
+            }
         }
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
         let hash_slots = gauge(
@@ -181,8 +206,10 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn count_login(&self, outcome: LoginOutcome) {
-        self.logins.with_label_values(&[outcome.label()]).inc();
+    pub fn count_login(&self, channel: LoginChannel, outcome: LoginOutcome) {
+        self.logins
+            .with_label_values(&[channel.as_str(), outcome.label()])
+            .inc();
     }
 
     /// Everything, in the Prometheus text format, after setting the gauges read at scrape time.
@@ -227,7 +254,7 @@ mod tests {
             StatusCode::NOT_FOUND,
             Duration::from_millis(3),
         );
-        metrics.count_login(LoginOutcome::BadCredentials);
+        metrics.count_login(LoginChannel::Page, LoginOutcome::BadCredentials);
         let text = metrics.render(Gauges {
             hash_slots: 2,
             hash_slots_in_use: 1,
@@ -238,8 +265,13 @@ mod tests {
         assert!(text.contains(
             r#"gatehouse_http_requests_total{method="GET",route="/notes/{id}",status="404"} 1"#
         ));
-        assert!(text.contains(r#"gatehouse_logins_total{outcome="bad_credentials"} 1"#));
-        assert!(text.contains(r#"gatehouse_logins_total{outcome="success"} 0"#));
+        assert!(
+            text.contains(r#"gatehouse_logins_total{channel="page",outcome="bad_credentials"} 1"#)
+        );
+        assert!(
+            text.contains(r#"gatehouse_logins_total{channel="api",outcome="bad_credentials"} 0"#)
+        );
+        assert!(text.contains(r#"gatehouse_logins_total{channel="page",outcome="success"} 0"#));
         assert!(text.contains("gatehouse_password_hash_slots_in_use 1"));
         assert!(text.contains("gatehouse_active_sessions 7"));
         assert!(text.contains("gatehouse_session_cache_hits_total 5"));

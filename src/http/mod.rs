@@ -12,6 +12,7 @@ mod jwks;
 mod metrics;
 mod notes;
 mod pages;
+mod password_login;
 pub mod rate_limit;
 mod recovery;
 mod request_log;

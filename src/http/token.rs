@@ -14,14 +14,13 @@ use super::AppState;
 use super::doc_responses::{BodyErrors, Unavailable};
 use super::docs::ErrorBody;
 use super::form::AnyForm;
+use super::password_login::{check_password_login, count_success};
 use super::rate_limit::{Login, PerIp};
 use super::session::ClientInfo;
 use crate::audit::{self, EventKind};
-use crate::auth::login::authenticate;
-use crate::auth::recovery::ensure_verified;
 use crate::auth::sessions::{Refresh, invalid_refresh_token, refresh, start_api_session};
-use crate::error::{AuthFailure, Error, FieldError, Result};
-use crate::metrics::LoginOutcome;
+use crate::error::{Error, FieldError, Result};
+use crate::metrics::LoginChannel;
 use crate::store::User;
 use chrono::{DateTime, Utc};
 
@@ -136,28 +135,14 @@ async fn password_grant(
 ) -> Result<(i64, User, String)> {
     let username = request.username.ok_or_else(|| missing("username"))?;
     let password = request.password.ok_or_else(|| missing("password"))?;
-    let throttle = &state.config.abuse.login_throttle;
-    let store = state.store.as_ref();
-    let outcome = authenticate(store, &state.hasher, throttle, now, &username, password).await;
-    let user = match outcome {
-        Ok(user) => user,
-        Err(failure) => {
-            if let Some(login) = failed_login_outcome(&failure) {
-                state.metrics.count_login(login);
-            }
-            audit::login_failure(state, &username, &failure, &client, "api").await;
-            return Err(failure);
-        }
-    };
-    if let Err(unverified) = ensure_verified(&state.config.mail, &user) {
-        state.metrics.count_login(LoginOutcome::Unverified);
-        return Err(unverified);
-    }
-    let event = audit::login_success_event(state, &user, &client, "api");
+    let channel = LoginChannel::Api;
+    let user = check_password_login(state, channel, &username, password, &client, now).await?;
+    let event = audit::login_success_event(state, &user, &client, channel.as_str());
     let sessions = &state.config.sessions;
+    let store = state.store.as_ref();
     let (session, refresh_token) =
         start_api_session(store, sessions, now, &user, client, Some(event)).await?;
-    state.metrics.count_login(LoginOutcome::Success);
+    count_success(state, channel);
     Ok((session.id, user, refresh_token))
 }
 
@@ -193,16 +178,6 @@ async fn refresh_grant(
 
 fn missing(field: &str) -> Error {
     Error::Validation(vec![FieldError::body(field, "Field required", "missing")])
-}
-
-/// What a refused login counts as; `None` for failures that say nothing about the credentials
-/// (such as a database outage).
-fn failed_login_outcome(failure: &Error) -> Option<LoginOutcome> {
-    match failure {
-        Error::Unauthorized(AuthFailure::BadCredentials) => Some(LoginOutcome::BadCredentials),
-        Error::InactiveUser => Some(LoginOutcome::Inactive),
-        _ => None,
-    }
 }
 
 /// Token responses must not be cached (RFC 6749 section 5.1).

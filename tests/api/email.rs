@@ -215,7 +215,7 @@ async fn required_verification_refuses_login_until_confirmed(backend: Backend) {
     let logins = |text: &str, outcome: &str| {
         sample(
             text,
-            &format!(r#"gatehouse_logins_total{{outcome="{outcome}"}}"#),
+            &format!(r#"gatehouse_logins_total{{channel="api",outcome="{outcome}"}}"#),
         )
     };
     let text = scrape(&app).await;

@@ -19,7 +19,7 @@ pub async fn scrape(app: &TestApp) -> String {
     response.text().await.unwrap()
 }
 
-/// The value of one sample, such as `gatehouse_logins_total{outcome="success"}`.
+/// The value of one sample, such as `gatehouse_logins_total{channel="api",outcome="success"}`.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
@@ -57,9 +57,18 @@ async fn metrics_count_requests_logins_and_slots(backend: Backend) {
 
     let text = scrape(&app).await;
     for (series, expected) in [
-        (r#"gatehouse_logins_total{outcome="success"}"#, 1.0),
-        (r#"gatehouse_logins_total{outcome="bad_credentials"}"#, 1.0),
-        (r#"gatehouse_logins_total{outcome="inactive"}"#, 1.0),
+        (
+            r#"gatehouse_logins_total{channel="api",outcome="success"}"#,
+            1.0,
+        ),
+        (
+            r#"gatehouse_logins_total{channel="api",outcome="bad_credentials"}"#,
+            1.0,
+        ),
+        (
+            r#"gatehouse_logins_total{channel="api",outcome="inactive"}"#,
+            1.0,
+        ),
         (
             r#"gatehouse_http_requests_total{method="GET",route="/notes/{id}",status="404"}"#,
             2.0,

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::metrics::{sample, scrape};
 
 both_backends!(
     pages_render_for_visitors,
@@ -242,6 +243,21 @@ async fn login_failure_rerenders_the_form_with_the_username(backend: Backend) {
     assert!(html.contains("Incorrect username or password"));
     assert!(html.contains("value=\"alice\""), "keeps the username");
     assert!(!html.contains("alert("));
+
+    let signed_in = app.page_login("alice", &[]).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    // Page logins are counted apart from the API's; signing up is not a login.
+    let text = scrape(&app).await;
+    for (channel, outcome, count) in [
+        ("page", "bad_credentials", 1.0),
+        ("page", "success", 1.0),
+        ("api", "bad_credentials", 0.0),
+        ("api", "success", 0.0),
+    ] {
+        let series =
+            format!(r#"gatehouse_logins_total{{channel="{channel}",outcome="{outcome}"}}"#);
+        assert_eq!(sample(&text, &series), Some(count), "{series} in\n{text}");
+    }
 }
 
 async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_403(backend: Backend) {

@@ -8,13 +8,14 @@ use serde::Deserialize;
 use super::templates::{LoginPage, Nav, PasswordRules, SignupForm, SignupPage};
 use super::{CsrfForm, NoFields, PageContext, PageError, render, safe_next};
 use crate::audit::{self, EventKind};
-use crate::auth::login::authenticate;
 use crate::auth::recovery::ensure_verified;
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::password_login::{check_password_login, count_success};
 use crate::http::rate_limit::{Login, PerIpPage, Signup};
 use crate::http::session::{ClientInfo, end_session, sign_in};
 use crate::http::users::{SignUpRequest, register};
+use crate::metrics::LoginChannel;
 
 const AFTER_LOGIN: &str = "/account";
 
@@ -70,29 +71,17 @@ pub async fn submit_login(
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, PageError> {
     let next = safe_next(form.next.as_deref(), AFTER_LOGIN);
-    let throttle = &state.config.abuse.login_throttle;
     let now = state.clock.now();
-    let store = state.store.as_ref();
-    let outcome = authenticate(
-        store,
-        &state.hasher,
-        throttle,
-        now,
-        &form.username,
-        form.password,
-    )
-    .await
-    .and_then(|user| ensure_verified(&state.config.mail, &user).map(|()| user));
-    if let Err(failure) = &outcome {
-        audit::login_failure(&state, &form.username, failure, &client.0, "page").await;
-    }
-    match outcome {
+    let channel = LoginChannel::Page;
+    let (username, password) = (&form.username, form.password);
+    match check_password_login(&state, channel, username, password, &client.0, now).await {
         Ok(user) => {
             let remember = form
                 .remember_me
                 .is_some_and(|v| !v.is_empty() && v != "off");
-            let event = audit::login_success_event(&state, &user, &client.0, "page");
+            let event = audit::login_success_event(&state, &user, &client.0, channel.as_str());
             let jar = sign_in(&state, ctx.jar, &user, remember, client, Some(event)).await?;
+            count_success(&state, channel);
             tracing::info!(
                 user_id = user.id,
                 remember,

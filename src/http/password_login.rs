@@ -1,0 +1,58 @@
+//! A password login as the API (`POST /token`) and the login page both take it: the
+//! credentials checked, then the address confirmation; a refusal counted in the metrics and
+//! recorded on the account's activity. Each caller then starts its own kind of session and
+//! counts the success (`count_success`), so a login whose session failed to start is not one.
+
+use chrono::{DateTime, Utc};
+
+use super::AppState;
+use crate::audit;
+use crate::auth::login::authenticate;
+use crate::auth::recovery::ensure_verified;
+use crate::auth::sessions::ClientMeta;
+use crate::error::{AuthFailure, Error, Result};
+use crate::metrics::{LoginChannel, LoginOutcome};
+use crate::store::User;
+
+/// The user whose password this is, when the account may sign in now.
+pub async fn check_password_login(
+    state: &AppState,
+    channel: LoginChannel,
+    username: &str,
+    password: String,
+    client: &ClientMeta,
+    now: DateTime<Utc>,
+) -> Result<User> {
+    let throttle = &state.config.abuse.login_throttle;
+    let store = state.store.as_ref();
+    let user = match authenticate(store, &state.hasher, throttle, now, username, password).await {
+        Ok(user) => user,
+        Err(failure) => {
+            if let Some(outcome) = refused_outcome(&failure) {
+                state.metrics.count_login(channel, outcome);
+            }
+            audit::login_failure(state, username, &failure, client, channel.as_str()).await;
+            return Err(failure);
+        }
+    };
+    if let Err(unverified) = ensure_verified(&state.config.mail, &user) {
+        state.metrics.count_login(channel, LoginOutcome::Unverified);
+        return Err(unverified);
+    }
+    Ok(user)
+}
+
+/// Counts a login whose session has started.
+pub fn count_success(state: &AppState, channel: LoginChannel) {
+    state.metrics.count_login(channel, LoginOutcome::Success);
+}
+
+/// What a refused login counts as; `None` for failures that say nothing about the credentials
+/// (a throttled attempt, a database outage).
+fn refused_outcome(failure: &Error) -> Option<LoginOutcome> {
+    match failure {
+        Error::Unauthorized(AuthFailure::BadCredentials) => Some(LoginOutcome::BadCredentials),
+        Error::InactiveUser => Some(LoginOutcome::Inactive),
+        _ => None,
+    }
+}
