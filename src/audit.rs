@@ -10,8 +10,8 @@
 //! successful login is the exception: its event is written with the session it starts, in
 //! one transaction (`login_success_event`), so there is no session without its record.
 
+use crate::auth::login::LoginError;
 use crate::auth::sessions::ClientMeta;
-use crate::error::{AuthFailure, Error};
 use crate::http::AppState;
 use crate::store::{Event, NewEvent, Store, User};
 
@@ -158,38 +158,29 @@ pub fn login_success_event(
     )
 }
 
-/// Records a failed login attempt through `channel` (`api` or `page`), attributed to the
-/// account when the name exists (the client is told nothing of it), and the start of a
-/// slow-down or lock-out once per run. Failures that say nothing about the credentials (a
+/// Records a refused login through `channel` (`api` or `page`), attributed to the account
+/// when the name exists (the client is told nothing of it), and the start of a slow-down or
+/// lock-out by the attempt that reached it. Refusals that say nothing about the credentials (a
 /// database outage, a throttled attempt) are not recorded here.
 pub async fn login_failure(
     state: &AppState,
-    username: &str,
-    failure: &Error,
+    refused: &LoginError,
     client: &ClientMeta,
     channel: &'static str,
 ) {
-    if !matches!(
-        failure,
-        Error::Unauthorized(AuthFailure::BadCredentials) | Error::InactiveUser
-    ) {
-        return;
-    }
-    let store = state.store.as_ref();
-    let key = crate::domain::Username::fold(username);
-    let user_id = store.user_by_key(&key).await.ok().flatten().map(|u| u.id);
+    let (user_id, failures) = match *refused {
+        LoginError::BadCredentials { user_id, failures } => (user_id, Some(failures)),
+        LoginError::Inactive { user_id } => (Some(user_id), None),
+        LoginError::Unchecked(_) => return,
+    };
     record_detail(state, EventKind::LoginFailure, user_id, client, channel).await;
-    let hash = crate::auth::throttle::name_hash(username);
     let policy = &state.config.abuse.login_throttle;
-    if let Ok(Some(failures)) = store.login_failures(&hash).await {
-        let count = u32::try_from(failures.failures).unwrap_or(0);
-        let detail = if count == policy.free_failures {
-            "failed logins: slowed down"
-        } else if count == policy.lock_after.min(100) {
+    let detail = match failures {
+        Some(count) if count == policy.free_failures => "failed logins: slowed down",
+        Some(count) if count == policy.lock_after.min(100) => {
             "failed logins: locked until a password reset"
-        } else {
-            return;
-        };
-        record_detail(state, EventKind::Throttled, user_id, client, detail).await;
-    }
+        }
+        _ => return,
+    };
+    record_detail(state, EventKind::Throttled, user_id, client, detail).await;
 }

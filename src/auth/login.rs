@@ -8,6 +8,30 @@ use crate::domain::{Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{AuthFailure, Error, Result};
 use crate::store::{Store, User, UserCredentials};
 
+/// Why a login was refused, with what its record on the account's activity needs. The client
+/// learns only the `Error` each turns into.
+#[derive(Debug)]
+pub enum LoginError {
+    /// A wrong password or an unknown name. `user_id` is the account the name belongs to, if
+    /// any; `failures` counts the failures against the typed name, this one included.
+    BadCredentials { user_id: Option<i64>, failures: u32 },
+    /// The right password on a disabled account.
+    Inactive { user_id: i64 },
+    /// Refused before the password was checked (slowed down, locked), or not checked at all
+    /// (a database outage, a busy hasher).
+    Unchecked(Error),
+}
+
+impl From<LoginError> for Error {
+    fn from(refused: LoginError) -> Self {
+        match refused {
+            LoginError::BadCredentials { .. } => Error::Unauthorized(AuthFailure::BadCredentials),
+            LoginError::Inactive { .. } => Error::InactiveUser,
+            LoginError::Unchecked(error) => error,
+        }
+    }
+}
+
 /// Returns the user when the password is right and the account active.
 ///
 /// An account slowed down by failed logins is refused before any check (`throttle`). Unknown
@@ -21,19 +45,45 @@ pub async fn authenticate(
     now: DateTime<Utc>,
     username: &str,
     password: String,
-) -> Result<User> {
-    let on_record = throttle::check(store, policy, username, now).await?;
-    let outcome = check_credentials(store, hasher, username, password, now).await;
-    match &outcome {
-        Err(Error::Unauthorized(AuthFailure::BadCredentials)) => {
-            throttle::record_failure(store, username, now).await?;
+) -> Result<User, LoginError> {
+    let on_record = throttle::check(store, policy, username, now)
+        .await
+        .map_err(LoginError::Unchecked)?;
+    let checked = check_credentials(store, hasher, username, password, now)
+        .await
+        .map_err(LoginError::Unchecked)?;
+    match checked {
+        Checked::Wrong { user_id } => {
+            let failures = throttle::record_failure(store, username, now)
+                .await
+                .map_err(LoginError::Unchecked)?;
+            Err(LoginError::BadCredentials { user_id, failures })
         }
-        // Most logins have no failures to forget: no write for them (a failure counted by
-        // another attempt while this one was hashing then stays counted).
-        Ok(_) if on_record.0 => throttle::clear(store, username).await?,
-        Ok(_) | Err(_) => {}
+        Checked::Inactive { user_id } => Err(LoginError::Inactive { user_id }),
+        Checked::Right(user) => {
+            // Most logins have no failures to forget: no write for them (a failure counted by
+            // another attempt while this one was hashing then stays counted).
+            if on_record.0 {
+                throttle::clear(store, username)
+                    .await
+                    .map_err(LoginError::Unchecked)?;
+            }
+            Ok(user)
+        }
     }
-    outcome
+}
+
+/// What checking a password found.
+enum Checked {
+    Right(User),
+    /// A wrong password, or no such user (`user_id` is `None`).
+    Wrong {
+        user_id: Option<i64>,
+    },
+    /// The right password on a disabled account.
+    Inactive {
+        user_id: i64,
+    },
 }
 
 async fn check_credentials(
@@ -42,29 +92,32 @@ async fn check_credentials(
     username: &str,
     password: String,
     now: DateTime<Utc>,
-) -> Result<User> {
+) -> Result<Checked> {
     let credentials = store.credentials_by_key(&Username::fold(username)).await?;
+    let user_id = credentials.as_ref().map(|c| c.user.id);
     let Some(attempt) = Password::attempt(password) else {
         // Absurdly long: refused, but only after the same work as any other attempt.
         hasher
             .verify(&Password::attempt(String::new()).expect("fits"), None)
             .await?;
-        return Err(Error::Unauthorized(AuthFailure::BadCredentials));
+        return Ok(Checked::Wrong { user_id });
     };
     let stored = credentials.as_ref().map(|c| c.hashed_password.as_str());
     let verification = hasher.verify(&attempt, stored).await?;
     let Some(credentials) = credentials else {
-        return Err(Error::Unauthorized(AuthFailure::BadCredentials));
+        return Ok(Checked::Wrong { user_id: None });
     };
-    match verification {
-        Verification::Mismatch => Err(Error::Unauthorized(AuthFailure::BadCredentials)),
-        _ if credentials.user.disabled => Err(Error::InactiveUser),
-        Verification::Match => Ok(credentials.user),
+    Ok(match verification {
+        Verification::Mismatch => Checked::Wrong { user_id },
+        _ if credentials.user.disabled => Checked::Inactive {
+            user_id: credentials.user.id,
+        },
+        Verification::Match => Checked::Right(credentials.user),
         Verification::MatchNeedsRehash => {
             upgrade_hash(store, hasher, &credentials, &attempt, now).await;
-            Ok(credentials.user)
+            Checked::Right(credentials.user)
         }
-    }
+    })
 }
 
 /// Replaces a matching hash made with older parameters (or bcrypt) by a current one. Best

@@ -92,10 +92,11 @@ pub async fn check(
 #[derive(Debug, Clone, Copy)]
 pub struct FailuresOnRecord(pub bool);
 
-/// Counts a failed attempt against the typed name.
-pub async fn record_failure(store: &dyn Store, username: &str, now: DateTime<Utc>) -> Result<()> {
-    store.add_login_failure(&name_hash(username), now).await?;
-    Ok(())
+/// Counts a failed attempt against the typed name; returns the count, this one included.
+/// Concurrent attempts each get a count of their own, so exactly one reaches each threshold.
+pub async fn record_failure(store: &dyn Store, username: &str, now: DateTime<Utc>) -> Result<u32> {
+    let counted = store.add_login_failure(&name_hash(username), now).await?;
+    Ok(u32::try_from(counted.failures).unwrap_or(0))
 }
 
 /// Forgets the failures of an account: after a successful login, a password change or a

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 
 use super::AppState;
 use crate::audit;
-use crate::auth::login::authenticate;
+use crate::auth::login::{LoginError, authenticate};
 use crate::auth::recovery::ensure_verified;
 use crate::auth::sessions::ClientMeta;
-use crate::error::{AuthFailure, Error, Result};
+use crate::error::Result;
 use crate::metrics::{LoginChannel, LoginOutcome};
 use crate::store::User;
 
@@ -27,12 +27,12 @@ pub async fn check_password_login(
     let store = state.store.as_ref();
     let user = match authenticate(store, &state.hasher, throttle, now, username, password).await {
         Ok(user) => user,
-        Err(failure) => {
-            if let Some(outcome) = refused_outcome(&failure) {
+        Err(refused) => {
+            if let Some(outcome) = refused_outcome(&refused) {
                 state.metrics.count_login(channel, outcome);
             }
-            audit::login_failure(state, username, &failure, client, channel.as_str()).await;
-            return Err(failure);
+            audit::login_failure(state, &refused, client, channel.as_str()).await;
+            return Err(refused.into());
         }
     };
     if let Err(unverified) = ensure_verified(&state.config.mail, &user) {
@@ -47,12 +47,12 @@ pub fn count_success(state: &AppState, channel: LoginChannel) {
     state.metrics.count_login(channel, LoginOutcome::Success);
 }
 
-/// What a refused login counts as; `None` for failures that say nothing about the credentials
-/// (a throttled attempt, a database outage).
-fn refused_outcome(failure: &Error) -> Option<LoginOutcome> {
-    match failure {
-        Error::Unauthorized(AuthFailure::BadCredentials) => Some(LoginOutcome::BadCredentials),
-        Error::InactiveUser => Some(LoginOutcome::Inactive),
-        _ => None,
+/// What a refused login counts as; `None` for refusals that say nothing about the
+/// credentials (a throttled attempt, a database outage).
+fn refused_outcome(refused: &LoginError) -> Option<LoginOutcome> {
+    match refused {
+        LoginError::BadCredentials { .. } => Some(LoginOutcome::BadCredentials),
+        LoginError::Inactive { .. } => Some(LoginOutcome::Inactive),
+        LoginError::Unchecked(_) => None,
     }
 }
