@@ -13,6 +13,7 @@
 use crate::auth::login::LoginError;
 use crate::auth::sessions::ClientMeta;
 use crate::http::AppState;
+use crate::metrics::LoginChannel;
 use crate::store::{Event, NewEvent, Store, User};
 
 /// The kinds of event, as stored in `events.kind`.
@@ -166,20 +167,22 @@ pub async fn login_failure(
     state: &AppState,
     refused: &LoginError,
     client: &ClientMeta,
-    channel: &'static str,
+    channel: LoginChannel,
 ) {
     let (user_id, failures) = match *refused {
         LoginError::BadCredentials { user_id, failures } => (user_id, Some(failures)),
         LoginError::Inactive { user_id } => (Some(user_id), None),
         LoginError::Unchecked(_) => return,
     };
-    record_detail(state, EventKind::LoginFailure, user_id, client, channel).await;
+    let kind = EventKind::LoginFailure;
+    record_detail(state, kind, user_id, client, channel.as_str()).await;
     let policy = &state.config.abuse.login_throttle;
+    // The lock-out first: with both thresholds equal, the account is locked, not slowed down.
     let detail = match failures {
-        Some(count) if count == policy.free_failures => "failed logins: slowed down",
         Some(count) if count == policy.lock_after.min(100) => {
             "failed logins: locked until a password reset"
         }
+        Some(count) if count == policy.free_failures => "failed logins: slowed down",
         _ => return,
     };
     record_detail(state, EventKind::Throttled, user_id, client, detail).await;

@@ -32,6 +32,7 @@ pub enum LoginChannel {
 impl LoginChannel {
     const ALL: [Self; 2] = [Self::Api, Self::Page];
 
+    /// The metric label, and the `detail` of the login's audit events.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Api => "api",

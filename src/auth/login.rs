@@ -17,8 +17,7 @@ pub enum LoginError {
     BadCredentials { user_id: Option<i64>, failures: u32 },
     /// The right password on a disabled account.
     Inactive { user_id: i64 },
-    /// Refused before the password was checked (slowed down, locked), or not checked at all
-    /// (a database outage, a busy hasher).
+    /// Not a verdict on the credentials: slowed down, locked, or a store or hasher failure.
     Unchecked(Error),
 }
 

@@ -1,7 +1,9 @@
 //! A password login as the API (`POST /token`) and the login page both take it: the
-//! credentials checked, then the address confirmation; a refusal counted in the metrics and
-//! recorded on the account's activity. Each caller then starts its own kind of session and
-//! counts the success (`count_success`), so a login whose session failed to start is not one.
+//! credentials checked, then the address confirmation. A refusal that says something about the
+//! credentials is counted in the metrics; a wrong password or a disabled account is also
+//! recorded on the account's activity (`audit::login_failure`). Each caller then starts its own
+//! kind of session and counts the success (`count_success`), so a login whose session failed
+//! to start is not one.
 
 use chrono::{DateTime, Utc};
 
@@ -31,7 +33,7 @@ pub async fn check_password_login(
             if let Some(outcome) = refused_outcome(&refused) {
                 state.metrics.count_login(channel, outcome);
             }
-            audit::login_failure(state, &refused, client, channel.as_str()).await;
+            audit::login_failure(state, &refused, client, channel).await;
             return Err(refused.into());
         }
     };

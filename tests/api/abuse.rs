@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_detail, spawn_app, spawn_app_with};
+use crate::login_records::alice_under;
 
 both_backends!(
     per_address_limits_answer_429_with_retry_after_then_refill,
@@ -17,7 +18,6 @@ both_backends!(
     unknown_and_known_names_get_the_same_answers_through_the_same_checks,
     the_slow_down_survives_a_restart,
     the_hundredth_failure_locks_until_a_reset_clears_it,
-    failures_at_once_record_each_threshold_once,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -221,27 +221,6 @@ async fn the_slow_down_survives_a_restart(backend: Backend) {
     assert_eq!(body, json!({"detail": SLOWED}));
 }
 
-/// An app with alice signed up, under a login slow-down of a fixed `delay` after
-/// `free_failures` that locks at `lock_after`.
-async fn alice_under(
-    backend: Backend,
-    free_failures: u32,
-    delay: Duration,
-    lock_after: u32,
-) -> TestApp {
-    let app = spawn_app_with(backend, move |config| {
-        config.abuse.login_throttle = LoginThrottle {
-            free_failures,
-            base_delay: delay,
-            max_delay: delay,
-            lock_after,
-        };
-    })
-    .await;
-    app.signup("alice", PASSWORD).await;
-    app
-}
-
 async fn the_hundredth_failure_locks_until_a_reset_clears_it(backend: Backend) {
     let app = alice_under(backend, 200, Duration::from_secs(1), 1000).await;
     // Never more than 100 consecutive failures, whatever the configuration says.
@@ -265,54 +244,6 @@ async fn the_hundredth_failure_locks_until_a_reset_clears_it(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
-}
-
-async fn failures_at_once_record_each_threshold_once(backend: Backend) {
-    let app = alice_under(backend, 3, Duration::from_secs(60), 6).await;
-    let guesses: Vec<String> = (0..12).map(|n| format!("guess {n}")).collect();
-    let answers =
-        futures::future::join_all(guesses.iter().map(|guess| app.login("alice", guess))).await;
-    let checked = answers
-        .iter()
-        .filter(|answer| answer.status() == StatusCode::UNAUTHORIZED)
-        .count();
-    // Attempts that arrived once the account was slowed down were refused unchecked (429).
-    for answer in &answers {
-        let status = answer.status();
-        assert!(
-            status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
-            "{status}"
-        );
-    }
-    let counted = app
-        .fetch_text(
-            "SELECT CAST(failures AS TEXT) FROM login_throttle WHERE name_hash = $1",
-            &gatehouse::auth::throttle::name_hash("alice"),
-        )
-        .await;
-    assert_eq!(
-        counted,
-        Some(checked.to_string()),
-        "every checked attempt counts"
-    );
-    assert!(checked >= 3, "the free failures are always checked");
-
-    // Each checked attempt is on alice's activity, and each threshold once, whichever of the
-    // concurrent attempts reached it.
-    let alice_events = |kind_and_detail: &'static str| {
-        app.fetch_text(
-            "SELECT CAST(COUNT(*) AS TEXT) FROM events e JOIN users u ON u.id = e.user_id \
-             WHERE u.username = 'alice' AND e.kind || ': ' || COALESCE(e.detail, '') = $1",
-            kind_and_detail,
-        )
-    };
-    let failures = alice_events("login_failure: api").await;
-    assert_eq!(failures, Some(checked.to_string()));
-    let slowed = alice_events("throttled: failed logins: slowed down").await;
-    assert_eq!(slowed.as_deref(), Some("1"));
-    let locked = alice_events("throttled: failed logins: locked until a password reset").await;
-    let reached = if checked >= 6 { "1" } else { "0" };
-    assert_eq!(locked.as_deref(), Some(reached), "{checked} checked");
 }
 
 #[tokio::test]

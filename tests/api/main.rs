@@ -15,6 +15,7 @@ mod import;
 mod instances;
 mod keys;
 mod lifecycle;
+mod login_records;
 mod logs;
 mod mail;
 mod me;
