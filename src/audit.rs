@@ -146,9 +146,9 @@ pub fn login_success_event(
     state: &AppState,
     user: &User,
     client: &ClientMeta,
-    channel: &'static str,
+    channel: LoginChannel,
 ) -> NewEvent {
-    let detail = Some(channel.to_owned());
+    let detail = Some(channel.as_str().to_owned());
     new_event(
         state,
         EventKind::LoginSuccess,

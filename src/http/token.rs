@@ -137,7 +137,7 @@ async fn password_grant(
     let password = request.password.ok_or_else(|| missing("password"))?;
     let channel = LoginChannel::Api;
     let user = check_password_login(state, channel, &username, password, &client, now).await?;
-    let event = audit::login_success_event(state, &user, &client, channel.as_str());
+    let event = audit::login_success_event(state, &user, &client, channel);
     let sessions = &state.config.sessions;
     let store = state.store.as_ref();
     let (session, refresh_token) =

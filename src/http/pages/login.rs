@@ -79,7 +79,7 @@ pub async fn submit_login(
             let remember = form
                 .remember_me
                 .is_some_and(|v| !v.is_empty() && v != "off");
-            let event = audit::login_success_event(&state, &user, &client.0, channel.as_str());
+            let event = audit::login_success_event(&state, &user, &client.0, channel);
             let jar = sign_in(&state, ctx.jar, &user, remember, client, Some(event)).await?;
             count_success(&state, channel);
             tracing::info!(
