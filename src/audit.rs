@@ -159,6 +159,19 @@ pub fn login_success_event(
     )
 }
 
+/// Records a login refused because the account's address is not confirmed yet: the password
+/// was right, so the attempt is the account holder's (or someone who knows the password).
+pub async fn login_unverified(
+    state: &AppState,
+    user: &User,
+    client: &ClientMeta,
+    channel: LoginChannel,
+) {
+    let detail = format!("{}: address not confirmed", channel.as_str());
+    let kind = EventKind::LoginFailure;
+    record_detail(state, kind, Some(user.id), client, detail).await;
+}
+
 /// Records a refused login through `channel` (`api` or `page`), attributed to the account
 /// when the name exists (the client is told nothing of it), and the start of a slow-down or
 /// lock-out by the attempt that reached it. Refusals that say nothing about the credentials (a

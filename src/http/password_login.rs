@@ -1,7 +1,7 @@
 //! A password login as the API (`POST /token`) and the login page both take it: the
 //! credentials checked, then the address confirmation. A refusal that says something about the
-//! credentials is counted in the metrics; a wrong password or a disabled account is also
-//! recorded on the account's activity (`audit::login_failure`). Each caller then starts its own
+//! credentials is counted in the metrics; a wrong password, a disabled account or an address
+//! not yet confirmed is also recorded on the account's activity (`audit`). Each caller then starts its own
 //! kind of session and counts the success (`count_success`), so a login whose session failed
 //! to start is not one.
 
@@ -39,6 +39,7 @@ pub async fn check_password_login(
     };
     if let Err(unverified) = ensure_verified(&state.config.mail, &user) {
         state.metrics.count_login(channel, LoginOutcome::Unverified);
+        audit::login_unverified(state, &user, client, channel).await;
         return Err(unverified);
     }
     Ok(user)

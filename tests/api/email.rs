@@ -212,6 +212,18 @@ async fn required_verification_refuses_login_until_confirmed(backend: Backend) {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let body: Value = refused.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("not verified"));
+    let recorded = app
+        .fetch_text(
+            "SELECT CAST(COUNT(*) AS TEXT) || ' ' || MIN(e.detail) FROM events e JOIN users u ON u.id = e.user_id \
+             WHERE u.username = $1 AND e.kind = 'login_failure'",
+            "alice",
+        )
+        .await;
+    assert_eq!(
+        recorded.as_deref(),
+        Some("1 api: address not confirmed"),
+        "one refusal, on alice's activity"
+    );
     let logins = |text: &str, outcome: &str| {
         sample(
             text,
