@@ -31,7 +31,8 @@ pub struct EventOut {
     kind: String,
     /// The same, in words.
     description: &'static str,
-    /// `api` or `page` for logins, or a short note; never a secret.
+    /// `api` or `page` for logins (`api: address not confirmed` for a login refused until the
+    /// address is confirmed), or a short note; never a secret.
     detail: Option<String>,
     ip: Option<String>,
     user_agent: Option<String>,

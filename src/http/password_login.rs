@@ -1,9 +1,9 @@
 //! A password login as the API (`POST /token`) and the login page both take it: the
 //! credentials checked, then the address confirmation. A refusal that says something about the
-//! credentials is counted in the metrics; a wrong password, a disabled account or an address
-//! not yet confirmed is also recorded on the account's activity (`audit`). Each caller then starts its own
-//! kind of session and counts the success (`count_success`), so a login whose session failed
-//! to start is not one.
+//! credentials is counted in the metrics; a wrong password or a disabled account
+//! (`audit::login_failure`) and an address not yet confirmed (`audit::login_unverified`) are
+//! also recorded on the account's activity. Each caller then starts its own kind of session and
+//! counts the success (`count_success`), so a login whose session failed to start is not one.
 
 use chrono::{DateTime, Utc};
 

@@ -214,7 +214,8 @@ async fn required_verification_refuses_login_until_confirmed(backend: Backend) {
     assert!(body["detail"].as_str().unwrap().contains("not verified"));
     let recorded = app
         .fetch_text(
-            "SELECT CAST(COUNT(*) AS TEXT) || ' ' || MIN(e.detail) FROM events e JOIN users u ON u.id = e.user_id \
+            "SELECT CAST(COUNT(*) AS TEXT) || ' ' || COALESCE(MIN(e.detail), '') \
+             FROM events e JOIN users u ON u.id = e.user_id \
              WHERE u.username = $1 AND e.kind = 'login_failure'",
             "alice",
         )
