@@ -11,6 +11,7 @@
 # (about 20,000 instructions per request in both servers) and weighs more than on the hardware.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 TARGET=${CARGO_TARGET_DIR:-target/bench}
 SECONDS_COUNTED=${BENCH_SECONDS:-8}
@@ -33,15 +34,6 @@ export PORT=18200 BASELINE_PORT=18201 RATE_LIMIT_LOGIN=1000000/second
 "$TARGET/release/gatehouse" migrate >/dev/null
 "$TARGET/release/gatehouse-bench" seed 1 1000 >/dev/null
 
-wait_ready() {
-    for _ in $(seq 600); do
-        curl -fs -o /dev/null "http://127.0.0.1:$1/healthz" && return 0
-        sleep 0.1
-    done
-    echo "nothing answers on port $1" >&2
-    exit 1
-}
-
 # Tokens of 20 users, from a Gatehouse run outside valgrind.
 "$TARGET/release/gatehouse" serve >/dev/null 2>&1 &
 PIDS+=($!)
@@ -62,7 +54,7 @@ count() { # NAME PORT BINARY ARGS...
         "$@" >"$WORK/$name.log" 2>&1 &
     local pid=$!
     PIDS+=($pid)
-    wait_ready "$port"
+    wait_ready "$port" 60 0.1 # valgrind starts slowly
     BENCH_TOKENS=$WORK/tokens wrk -t1 -c4 -d3s -s bench/wrk/me.lua "http://127.0.0.1:$port" >/dev/null
     callgrind_control -i on "$pid" >/dev/null 2>&1
     BENCH_TOKENS=$WORK/tokens wrk -t1 -c4 -d"${SECONDS_COUNTED}s" -s bench/wrk/me.lua \
