@@ -15,15 +15,23 @@
 //! other process keeps the cores busy. With two busy loops beside the service, every login was
 //! refused (503 after the 2 s wait bound), against answered in 0.2 s at nice 10.
 //! `SCHED_BATCH` at nice 10 measured no better than nice 10 alone.
+//!
+//! A thread that has had no job for `IDLE_AFTER` runs the `when_idle` it was started with
+//! (the password hasher wipes Argon2's working memory there). Under load the next job comes
+//! sooner, and the work put off is skipped when the job makes it moot.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use flume::{Receiver, RecvTimeoutError, Sender};
 
 /// How much lower than the rest of the process hashing runs (the `nice` increment).
 const NICE_INCREMENT: i32 = 10;
+
+/// How long a thread waits for its next job before it counts as idle. Under a login flood the
+/// next job arrives within microseconds of a slot coming free.
+pub const IDLE_AFTER: Duration = Duration::from_millis(5);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -34,14 +42,18 @@ pub struct HashingThreads {
 }
 
 impl HashingThreads {
-    pub fn start(count: usize) -> anyhow::Result<Self> {
-        let (jobs, queue) = channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+    /// Starts `count` threads; each runs `when_idle` once it has waited `IDLE_AFTER` for a job.
+    pub fn start(
+        count: usize,
+        when_idle: impl Fn() + Clone + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let (jobs, queue) = flume::unbounded::<Job>();
         for n in 0..count {
             let queue = queue.clone();
+            let when_idle = when_idle.clone();
             std::thread::Builder::new()
                 .name(format!("gatehouse-hash-{n}"))
-                .spawn(move || work(&queue))
+                .spawn(move || work(&queue, when_idle))
                 .context("starting a password hashing thread")?;
         }
         Ok(Self { jobs })
@@ -68,11 +80,18 @@ impl HashingThreads {
     }
 }
 
-fn work(queue: &Mutex<Receiver<Job>>) {
+fn work(queue: &Receiver<Job>, when_idle: impl Fn()) {
     crate::scheduling::lower_for_hashing(NICE_INCREMENT);
     loop {
-        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(job) = job else {
+        let job = match queue.recv_timeout(IDLE_AFTER) {
+            Err(RecvTimeoutError::Timeout) => {
+                // A panic here would end the thread and leave the rest of the queue unserved.
+                let _ = catch_unwind(AssertUnwindSafe(&when_idle));
+                queue.recv().ok()
+            }
+            job => job.ok(),
+        };
+        let Some(job) = job else {
             return; // every handle is gone
         };
         // The thread outlives a panicking job; its caller sees the error.
@@ -82,12 +101,16 @@ fn work(queue: &Mutex<Receiver<Job>>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
     use super::*;
     use crate::scheduling;
 
     #[tokio::test]
     async fn runs_work_and_survives_a_panic() {
-        let threads = HashingThreads::start(1).unwrap();
+        let threads = HashingThreads::start(1, || ()).unwrap();
         assert_eq!(threads.run(|| Ok(6 * 7)).await.unwrap(), 42);
         let panicked = threads.run::<()>(|| panic!("boom")).await;
         assert!(panicked.is_err());
@@ -98,10 +121,46 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn runs_when_idle_after_waiting_not_between_queued_jobs() {
+        let idles = Arc::new(AtomicUsize::new(0));
+        let (idled, idle) = std::sync::mpsc::channel();
+        let threads = HashingThreads::start(1, {
+            let idles = idles.clone();
+            move || {
+                idles.fetch_add(1, Ordering::SeqCst);
+                let _ = idled.send(());
+            }
+        })
+        .unwrap();
+        let wait = Duration::from_secs(10);
+        idle.recv_timeout(wait)
+            .expect("a thread without a job went idle");
+
+        // The first job holds the thread until the second is queued behind it.
+        let queue = threads.jobs.clone();
+        let seen_by_first = idles.clone();
+        let first = threads.run(move || {
+            let deadline = Instant::now() + wait;
+            while queue.is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(seen_by_first.load(Ordering::SeqCst))
+        });
+        let seen_by_second = idles.clone();
+        let second = threads.run(move || Ok(seen_by_second.load(Ordering::SeqCst)));
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!((first.unwrap(), second.unwrap()), (1, 1));
+
+        idle.recv_timeout(wait)
+            .expect("the thread went idle again after its jobs");
+        assert_eq!(idles.load(Ordering::SeqCst), 2);
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_runs_at_a_lower_priority() {
-        let threads = HashingThreads::start(1).unwrap();
+        let threads = HashingThreads::start(1, || ()).unwrap();
         let ours = scheduling::current_thread();
         let theirs = threads
             .run(|| Ok(scheduling::current_thread()))

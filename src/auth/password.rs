@@ -64,12 +64,12 @@ impl PasswordHasher {
         let dummy_password = uuid::Uuid::new_v4().to_string();
         let dummy_hash = hash_now(&params, &dummy_password)?;
         // Only the hashing threads keep working memory; this thread hashes once.
-        WORKING_MEMORY.take();
+        WORKING_MEMORY.with_borrow_mut(WorkingMemory::release);
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(slots)),
             slot_count: slots,
-            threads: HashingThreads::start(slots)?,
+            threads: HashingThreads::start(slots, wipe_working_memory)?,
             waiting: Arc::new(AtomicUsize::new(0)),
             max_wait: Duration::from_secs(2),
             verifications: Arc::new(AtomicU64::new(0)),
@@ -201,47 +201,87 @@ thread_local! {
     /// thread from one hash to the next. A fresh allocation per hash was mapped, faulted in
     /// page by page and unmapped every time: about 40% of login throughput under load
     /// (bench/RESULTS.md, scenario 2).
-    static WORKING_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    static WORKING_MEMORY: RefCell<WorkingMemory> = const { RefCell::new(WorkingMemory::new()) };
 }
 
-/// Runs `argon2` with this thread's working memory (grown when needed), wiped afterwards.
+/// Blocks that hold values derived from the passwords last hashed, until they are wiped: by
+/// `wipe_working_memory`, which each hashing thread runs once idle, and on drop.
+///
+/// Not after every hash: zeroing 19 MiB took 1.0 to 1.3 ms of a 20 ms login (bench/RESULTS.md,
+/// scenario 2), and Argon2's first pass overwrites every block before reading it, so a hash
+/// that follows at once wipes its predecessor for free. The cost: under steady load a
+/// thread's memory holds the blocks of its last hash until the next one overwrites them, at
+/// most `hashing_threads::IDLE_AFTER` past the end of the load.
+struct WorkingMemory {
+    blocks: Vec<Block>,
+    /// How many leading blocks a hash has written since the last wipe.
+    dirty: usize,
+}
+
+impl WorkingMemory {
+    const fn new() -> Self {
+        Self {
+            blocks: Vec::new(),
+            dirty: 0,
+        }
+    }
+
+    /// The first `needed` blocks, grown to that size if smaller, counted as written.
+    fn blocks_for(&mut self, needed: usize, m_cost: u32) -> anyhow::Result<&mut [Block]> {
+        if self.blocks.len() < needed {
+            // Fallible: a stored hash may name any memory cost, and a refused allocation
+            // would abort the process.
+            self.blocks
+                .try_reserve_exact(needed - self.blocks.len())
+                .map_err(|_| anyhow!("cannot allocate {m_cost} KiB for Argon2"))?;
+            self.blocks.resize(needed, Block::default());
+        }
+        // Counted before the hash runs, so one that panics halfway is wiped too.
+        self.dirty = self.dirty.max(needed);
+        Ok(&mut self.blocks[..needed])
+    }
+
+    fn wipe(&mut self) {
+        self.blocks[..self.dirty].fill(Block::default());
+        // Tells the compiler the zeroes are read, so the fill is never dropped as a dead store.
+        std::hint::black_box(&mut self.blocks[..self.dirty]);
+        self.dirty = 0;
+    }
+
+    /// Wipes the blocks and gives them back to the system.
+    fn release(&mut self) {
+        self.wipe();
+        self.blocks = Vec::new();
+    }
+}
+
+impl Drop for WorkingMemory {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+/// Zeroes what the hashes on this thread left in its working memory.
+fn wipe_working_memory() {
+    WORKING_MEMORY.with_borrow_mut(WorkingMemory::wipe);
+}
+
+/// Runs `argon2` with this thread's working memory (grown when needed). The memory is wiped
+/// later (`WorkingMemory`).
 fn with_working_memory<T>(
     argon2: &Argon2<'_>,
     params: &Params,
     run: impl FnOnce(&Argon2<'_>, &mut [Block]) -> T,
 ) -> anyhow::Result<T> {
     WORKING_MEMORY.with_borrow_mut(|memory| {
-        let needed = params.block_count();
-        if memory.len() < needed {
-            // Fallible: a stored hash may name any memory cost, and a refused allocation
-            // would abort the process.
-            memory
-                .try_reserve_exact(needed - memory.len())
-                .map_err(|_| anyhow!("cannot allocate {} KiB for Argon2", params.m_cost()))?;
-            memory.resize(needed, Block::default());
-        }
-        let result = {
-            let wiped = WipeOnDrop(&mut memory[..needed]);
-            run(argon2, wiped.0)
-        };
-        if memory.capacity() > KEEP_AT_MOST_BLOCKS {
+        let blocks = memory.blocks_for(params.block_count(), params.m_cost())?;
+        let result = run(argon2, blocks);
+        if memory.blocks.capacity() > KEEP_AT_MOST_BLOCKS {
             // An old hash with far bigger parameters: verified once, not kept for.
-            *memory = Vec::new();
+            memory.release();
         }
         Ok(result)
     })
-}
-
-/// Zeroes Argon2's working memory when the hash ends, a panic included: it holds values derived
-/// from the password, which must not outlive the hash.
-struct WipeOnDrop<'a>(&'a mut [Block]);
-
-impl Drop for WipeOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.fill(Block::default());
-        // Tells the compiler the zeroes are read, so the fill is never dropped as a dead store.
-        std::hint::black_box(&mut *self.0);
-    }
 }
 
 /// The raw Argon2 output of `password` with `salt`, `out_len` bytes long.
@@ -445,16 +485,23 @@ mod tests {
     }
 
     #[test]
-    fn working_memory_is_wiped_after_each_hash() {
-        let params = argon2_params(&cheap()).unwrap();
-        hash_now(&params, "correct horse battery").unwrap();
+    fn working_memory_is_wiped_when_idle_with_every_block_a_hash_wrote() {
+        let is_zero = |block: &Block| block.as_ref().iter().all(|w| *w == 0);
+        let big = argon2_params(&cheap()).unwrap();
+        let small = Params::new(big.m_cost() / 2, 1, 1, None).unwrap();
+        hash_now(&big, "correct horse battery").unwrap();
+        hash_now(&small, "correct horse battery").unwrap();
         WORKING_MEMORY.with_borrow(|memory| {
-            assert_eq!(memory.len(), params.block_count());
-            assert!(
-                memory
-                    .iter()
-                    .all(|block| block.as_ref().iter().all(|w| *w == 0))
-            );
+            assert_eq!(memory.dirty, big.block_count());
+            // Past the smaller hash's blocks, the bigger one's are still there.
+            assert!(!memory.blocks[small.block_count()..].iter().any(is_zero));
+        });
+
+        wipe_working_memory();
+        WORKING_MEMORY.with_borrow(|memory| {
+            assert_eq!(memory.dirty, 0);
+            assert_eq!(memory.blocks.len(), big.block_count());
+            assert!(memory.blocks.iter().all(is_zero));
         });
     }
 
