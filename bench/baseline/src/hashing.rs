@@ -50,8 +50,8 @@ fn working_memory(argon2: &Argon2<'_>) -> Vec<Block> {
 /// timing `rounds` Argon2id computations on one thread after one warm-up; then
 /// `parallel_per_second`, what one thread per core actually computes together (memory
 /// bandwidth and whatever else runs on the machine bring it under the limit); and
-/// `seconds_per_wipe`, the median time to zero the working memory, which the service does after
-/// every hash and the figures above leave out.
+/// `seconds_per_wipe`, the median time to zero the working memory, which the service does once a
+/// hashing thread is idle (after every hash before) and the figures above leave out.
 pub fn report(rounds: u32) -> anyhow::Result<()> {
     let argon2 = argon2()?;
     let mut memory = working_memory(&argon2);
