@@ -210,8 +210,9 @@ thread_local! {
 /// Not after every hash: zeroing 19 MiB took 1.0 to 1.3 ms of a 20 ms login (bench/RESULTS.md,
 /// scenario 2), and Argon2's first pass overwrites every block before reading it, so a hash
 /// that follows at once wipes its predecessor for free. The cost: under steady load a
-/// thread's memory holds the blocks of its last hash until the next one overwrites them, at
-/// most `hashing_threads::IDLE_AFTER` past the end of the load.
+/// thread's memory holds the blocks of its last hash until the next one overwrites them, and
+/// for `hashing_threads::IDLE_AFTER` after the load ends (longer if other processes keep the
+/// cores busy, since the thread runs at a lower priority).
 struct WorkingMemory {
     blocks: Vec<Block>,
     /// How many leading blocks a hash has written since the last wipe.
