@@ -9,6 +9,7 @@ pub mod session;
 pub mod sessions;
 pub mod throttle;
 pub mod token;
+mod working_memory;
 
 pub use password::{HasherBusy, PasswordHasher, Verification};
 pub use token::{AccessClaims, TokenKeys};

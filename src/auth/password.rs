@@ -19,6 +19,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 use super::hashing_threads::HashingThreads;
+use super::working_memory::WorkingMemory;
 use crate::config::HashParams;
 use crate::domain::Password;
 
@@ -197,69 +198,12 @@ const KEEP_AT_MOST_BLOCKS: usize = 64 * 1024;
 const MAX_STORED_MEMORY_KIB: u32 = 1024 * 1024;
 
 thread_local! {
-    /// Argon2's working memory (19 MiB with the default parameters), kept by each hashing
+    /// Argon2's working memory (19 MiB with the default parameters, in 20 MiB of whole huge
+    /// pages), kept by each hashing
     /// thread from one hash to the next. A fresh allocation per hash was mapped, faulted in
     /// page by page and unmapped every time: about 40% of login throughput under load
     /// (bench/RESULTS.md, scenario 2).
     static WORKING_MEMORY: RefCell<WorkingMemory> = const { RefCell::new(WorkingMemory::new()) };
-}
-
-/// Blocks that hold values derived from the passwords last hashed, until they are wiped: by
-/// `wipe_working_memory`, which each hashing thread runs once idle, and on drop.
-///
-/// Not after every hash: zeroing 19 MiB took 1.0 to 1.3 ms of a 20 ms login (bench/RESULTS.md,
-/// scenario 2), and Argon2's first pass overwrites every block before reading it, so a hash
-/// that follows at once wipes its predecessor for free. The cost: under steady load a
-/// thread's memory holds the blocks of its last hash until the next one overwrites them, and
-/// for `hashing_threads::IDLE_AFTER` after the load ends (longer if other processes keep the
-/// cores busy, since the thread runs at a lower priority).
-struct WorkingMemory {
-    blocks: Vec<Block>,
-    /// How many leading blocks a hash has written since the last wipe.
-    dirty: usize,
-}
-
-impl WorkingMemory {
-    const fn new() -> Self {
-        Self {
-            blocks: Vec::new(),
-            dirty: 0,
-        }
-    }
-
-    /// The first `needed` blocks, grown to that size if smaller, counted as written.
-    fn blocks_for(&mut self, needed: usize, m_cost: u32) -> anyhow::Result<&mut [Block]> {
-        if self.blocks.len() < needed {
-            // Fallible: a stored hash may name any memory cost, and a refused allocation
-            // would abort the process.
-            self.blocks
-                .try_reserve_exact(needed - self.blocks.len())
-                .map_err(|_| anyhow!("cannot allocate {m_cost} KiB for Argon2"))?;
-            self.blocks.resize(needed, Block::default());
-        }
-        // Counted before the hash runs, so one that panics halfway is wiped too.
-        self.dirty = self.dirty.max(needed);
-        Ok(&mut self.blocks[..needed])
-    }
-
-    fn wipe(&mut self) {
-        self.blocks[..self.dirty].fill(Block::default());
-        // Tells the compiler the zeroes are read, so the fill is never dropped as a dead store.
-        std::hint::black_box(&mut self.blocks[..self.dirty]);
-        self.dirty = 0;
-    }
-
-    /// Wipes the blocks and gives them back to the system.
-    fn release(&mut self) {
-        self.wipe();
-        self.blocks = Vec::new();
-    }
-}
-
-impl Drop for WorkingMemory {
-    fn drop(&mut self) {
-        self.wipe();
-    }
 }
 
 /// Zeroes what the hashes on this thread left in its working memory.
@@ -268,16 +212,16 @@ fn wipe_working_memory() {
 }
 
 /// Runs `argon2` with this thread's working memory (grown when needed). The memory is wiped
-/// later (`WorkingMemory`).
+/// later: once the thread is idle (`wipe_working_memory`), and when the thread ends.
 fn with_working_memory<T>(
     argon2: &Argon2<'_>,
     params: &Params,
     run: impl FnOnce(&Argon2<'_>, &mut [Block]) -> T,
 ) -> anyhow::Result<T> {
     WORKING_MEMORY.with_borrow_mut(|memory| {
-        let blocks = memory.blocks_for(params.block_count(), params.m_cost())?;
+        let blocks = memory.blocks_for(params.block_count())?;
         let result = run(argon2, blocks);
-        if memory.blocks.capacity() > KEEP_AT_MOST_BLOCKS {
+        if memory.blocks().len() > KEEP_AT_MOST_BLOCKS {
             // An old hash with far bigger parameters: verified once, not kept for.
             memory.release();
         }
@@ -493,16 +437,17 @@ mod tests {
         hash_now(&big, "correct horse battery").unwrap();
         hash_now(&small, "correct horse battery").unwrap();
         WORKING_MEMORY.with_borrow(|memory| {
-            assert_eq!(memory.dirty, big.block_count());
+            assert_eq!(memory.dirty(), big.block_count());
             // Past the smaller hash's blocks, the bigger one's are still there.
-            assert!(!memory.blocks[small.block_count()..].iter().any(is_zero));
+            let past_small = &memory.blocks()[small.block_count()..big.block_count()];
+            assert!(!past_small.iter().any(is_zero));
         });
 
         wipe_working_memory();
         WORKING_MEMORY.with_borrow(|memory| {
-            assert_eq!(memory.dirty, 0);
-            assert_eq!(memory.blocks.len(), big.block_count());
-            assert!(memory.blocks.iter().all(is_zero));
+            assert_eq!(memory.dirty(), 0);
+            assert_eq!(memory.blocks().len(), big.block_count());
+            assert!(memory.blocks().iter().all(is_zero));
         });
     }
 
