@@ -199,10 +199,9 @@ const MAX_STORED_MEMORY_KIB: u32 = 1024 * 1024;
 
 thread_local! {
     /// Argon2's working memory (19 MiB with the default parameters, in 20 MiB of whole huge
-    /// pages), kept by each hashing
-    /// thread from one hash to the next. A fresh allocation per hash was mapped, faulted in
-    /// page by page and unmapped every time: about 40% of login throughput under load
-    /// (bench/RESULTS.md, scenario 2).
+    /// pages), kept by each hashing thread from one hash to the next. A fresh allocation per
+    /// hash was mapped, faulted in page by page and unmapped every time: about 40% of login
+    /// throughput under load (bench/RESULTS.md, scenario 2).
     static WORKING_MEMORY: RefCell<WorkingMemory> = const { RefCell::new(WorkingMemory::new()) };
 }
 

@@ -26,7 +26,10 @@ const HUGE_PAGE: usize = 2 << 20;
 ///
 /// Not after every hash: zeroing 19 MiB took 1.0 to 1.3 ms of a 20 ms login (bench/RESULTS.md,
 /// scenario 2), and Argon2's first pass overwrites every block before reading it, so a hash
-/// that follows at once wipes its predecessor for free.
+/// that follows at once wipes its predecessor for free. The cost: under steady load a
+/// thread's memory holds the blocks of its last hash until the next one overwrites them, and
+/// for `hashing_threads::IDLE_AFTER` after the load ends (longer if other processes keep the
+/// cores busy, since the thread runs at a lower priority).
 #[derive(Default)]
 pub struct WorkingMemory {
     blocks: Option<Blocks>,
