@@ -141,7 +141,7 @@ pub async fn recent(
 }
 
 /// The event of a successful login through `channel` (`api` or `page`). It is written with
-/// the session the login starts (`NewSession::event`), in the same transaction.
+/// the session the login starts (`NewSession::event`), all or nothing.
 pub fn login_success_event(
     state: &AppState,
     user: &User,

@@ -45,10 +45,12 @@ pub async fn authenticate(
     username: &str,
     password: String,
 ) -> Result<User, LoginError> {
-    let on_record = throttle::check(store, policy, username, now)
+    let record = store
+        .login_record(&Username::fold(username), &throttle::name_hash(username))
         .await
-        .map_err(LoginError::Unchecked)?;
-    let checked = check_credentials(store, hasher, username, password, now)
+        .map_err(|e| LoginError::Unchecked(e.into()))?;
+    let on_record = throttle::admit(policy, record.failures, now).map_err(LoginError::Unchecked)?;
+    let checked = check_credentials(store, hasher, record.credentials, password, now)
         .await
         .map_err(LoginError::Unchecked)?;
     match checked {
@@ -85,14 +87,15 @@ enum Checked {
     },
 }
 
+/// Checks `password` against the account's hash, or against a dummy one when `credentials`
+/// is `None` (no such user).
 async fn check_credentials(
     store: &dyn Store,
     hasher: &PasswordHasher,
-    username: &str,
+    credentials: Option<UserCredentials>,
     password: String,
     now: DateTime<Utc>,
 ) -> Result<Checked> {
-    let credentials = store.credentials_by_key(&Username::fold(username)).await?;
     let user_id = credentials.as_ref().map(|c| c.user.id);
     let Some(attempt) = Password::attempt(password) else {
         // Absurdly long: refused, but only after the same work as any other attempt.

@@ -58,7 +58,7 @@ fn new_session(
 }
 
 /// A new browser session; returns the cookie token (the store keeps only its hash). `event`
-/// (a login) is recorded with the session, in the same transaction.
+/// (a login) is recorded with the session, in the same write (all or nothing).
 pub async fn start_browser_session(
     store: &dyn Store,
     lifetimes: &SessionLifetimes,
@@ -86,7 +86,7 @@ pub async fn start_browser_session(
 }
 
 /// A new API session (a refresh-token family); returns it and its first refresh token.
-/// `event` (a login) is recorded with the session, in the same transaction.
+/// `event` (a login) is recorded with the session, in the same write (all or nothing).
 pub async fn start_api_session(
     store: &dyn Store,
     lifetimes: &SessionLifetimes,

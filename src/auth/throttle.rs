@@ -63,15 +63,14 @@ pub fn gate(policy: &LoginThrottle, failures: Option<LoginFailures>, now: DateTi
     }
 }
 
-/// Refuses the attempt while the account named `username` is slowed down or locked. Otherwise
-/// tells whether failures are on record (a successful login then clears them).
-pub async fn check(
-    store: &dyn Store,
+/// Refuses the attempt while the account is slowed down or locked by `failures` (read with
+/// the account, `Store::login_record`). Otherwise tells whether failures are on record (a
+/// successful login then clears them).
+pub fn admit(
     policy: &LoginThrottle,
-    username: &str,
+    failures: Option<LoginFailures>,
     now: DateTime<Utc>,
 ) -> Result<FailuresOnRecord> {
-    let failures = store.login_failures(&name_hash(username)).await?;
     let on_record = FailuresOnRecord(failures.is_some());
     match gate(policy, failures, now) {
         Gate::Open => Ok(on_record),

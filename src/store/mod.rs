@@ -54,6 +54,9 @@ pub trait UserStore {
     async fn create_user(&self, user: NewUser, now: DateTime<Utc>) -> StoreResult<User>;
     async fn user_by_key(&self, username_key: &str) -> StoreResult<Option<User>>;
     async fn credentials_by_key(&self, username_key: &str) -> StoreResult<Option<UserCredentials>>;
+    /// Everything a login reads before it checks the password: the account with this key and
+    /// the failures counted against this name hash (see `ThrottleStore`), in one query.
+    async fn login_record(&self, username_key: &str, name_hash: &str) -> StoreResult<LoginRecord>;
     async fn set_password_hash(
         &self,
         user_id: i64,
@@ -240,10 +243,10 @@ pub trait EventStore {
 }
 
 /// Consecutive failed logins per typed account name (a SHA-256 hex of the folded name), kept
-/// in the database so the slow-down holds across restarts and instances.
+/// in the database so the slow-down holds across restarts and instances. A login reads them
+/// with its account (`UserStore::login_record`).
 #[async_trait]
 pub trait ThrottleStore {
-    async fn login_failures(&self, name_hash: &str) -> StoreResult<Option<LoginFailures>>;
     /// Counts one more failure, atomically; returns the new count.
     async fn add_login_failure(
         &self,

@@ -27,6 +27,79 @@ pub struct UserCredentials {
     pub hashed_password: String,
 }
 
+/// What a login reads before it checks the password, in one query: the account the typed
+/// name belongs to and the failed attempts counted against the name, each if there are any.
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    pub credentials: Option<UserCredentials>,
+    pub failures: Option<LoginFailures>,
+}
+
+/// A `LoginRecord` as one row of two outer joins: every column is null where nothing matched.
+#[derive(sqlx::FromRow)]
+pub(super) struct LoginRecordRow {
+    id: Option<i64>,
+    username: Option<String>,
+    email: Option<String>,
+    email_verified: Option<bool>,
+    full_name: Option<String>,
+    disabled: Option<bool>,
+    is_superuser: Option<bool>,
+    created_at: Option<DateTime<Utc>>,
+    hashed_password: Option<String>,
+    failures: Option<i32>,
+    last_failure_at: Option<DateTime<Utc>>,
+}
+
+impl From<LoginRecordRow> for LoginRecord {
+    fn from(row: LoginRecordRow) -> Self {
+        // A table's NOT NULL columns are null only where its join matched nothing.
+        let credentials = match (
+            row.id,
+            row.username,
+            row.hashed_password,
+            row.email_verified,
+            row.disabled,
+            row.is_superuser,
+            row.created_at,
+        ) {
+            (
+                Some(id),
+                Some(username),
+                Some(hashed_password),
+                Some(email_verified),
+                Some(disabled),
+                Some(is_superuser),
+                Some(created_at),
+            ) => Some(UserCredentials {
+                user: User {
+                    id,
+                    username,
+                    email: row.email,
+                    email_verified,
+                    full_name: row.full_name,
+                    disabled,
+                    is_superuser,
+                    created_at,
+                },
+                hashed_password,
+            }),
+            _ => None,
+        };
+        let failures = match (row.failures, row.last_failure_at) {
+            (Some(failures), Some(last_failure_at)) => Some(LoginFailures {
+                failures,
+                last_failure_at,
+            }),
+            _ => None,
+        };
+        Self {
+            credentials,
+            failures,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub username: Username,

@@ -1,12 +1,18 @@
 //! PostgreSQL: the production backend.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::Connection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::session_cache::{SessionCache, follow_postgres};
-use super::{ConnectOptions, redact_url, sql::impl_store};
+use super::sql::{bind_new_session, impl_store, insert_session, session_columns};
+use super::{ConnectOptions, NewSession, Session, StoreResult, redact_url};
+
+/// How long a pooled connection may sit unused before it is checked again before use.
+const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 pub struct PgStore {
     pool: PgPool,
@@ -19,6 +25,19 @@ impl PgStore {
     pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            // sqlx already checks each connection with a round trip when it comes back to
+            // the pool; checking it again before each use (its default) was one more round
+            // trip per query. A connection that sat idle for a while may have been cut since
+            // (a server restart, a firewall), so that one is checked.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RECHECK_AFTER_IDLE {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(options.acquire_timeout)
             .connect(&options.url)
             .await
@@ -46,7 +65,41 @@ impl PgStore {
     }
 }
 
+/// A session with its first refresh token and its login event, in one statement: one round
+/// trip, and atomic as any statement is. (In a transaction of three inserts, the login's write
+/// took five round trips, each one a wake-up of the database server and of this process.)
+/// PostgreSQL runs every insert inside `WITH` to completion, read or not; the token and the
+/// event are inserted only when their first bound value is not null.
+const START_SESSION: &str = concat!(
+    "WITH started AS (",
+    insert_session!(),
+    "), first_token AS (\
+     INSERT INTO refresh_tokens (session_id, token_hash, created_at) \
+     SELECT id, $10, created_at FROM started WHERE $10 IS NOT NULL\
+     ), login_event AS (\
+     INSERT INTO events (kind, user_id, actor_id, ip, user_agent, detail, created_at) \
+     SELECT $11, $12, $13, $14, $15, $16, $17 WHERE $11 IS NOT NULL\
+     ) SELECT ",
+    session_columns!(),
+    " FROM started"
+);
+
 impl PgStore {
+    async fn start_session(&self, session: NewSession) -> StoreResult<Session> {
+        let event = session.event.as_ref();
+        Ok(bind_new_session!(sqlx::query_as(START_SESSION), &session)
+            .bind(session.first_refresh_token_hash.as_deref())
+            .bind(event.map(|e| e.kind))
+            .bind(event.and_then(|e| e.user_id))
+            .bind(event.and_then(|e| e.actor_id))
+            .bind(event.and_then(|e| e.ip.as_deref()))
+            .bind(event.and_then(|e| e.user_agent.as_deref()))
+            .bind(event.and_then(|e| e.detail.as_deref()))
+            .bind(event.map(|e| e.created_at))
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Stops following changes (at `close`, and when dropped): the follower holds a connection.
     fn stop_background_work(&self) {
         if let Some(follower) = &self.follower {

@@ -10,7 +10,10 @@ use sqlx::sqlite::{
 };
 
 use super::session_cache::{SessionCache, WalWatch};
-use super::{ConnectOptions, sql::impl_store};
+use super::sql::{
+    bind_new_session, impl_store, insert_event, insert_refresh_token, insert_session,
+};
+use super::{ConnectOptions, NewSession, Session, StoreResult};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -64,6 +67,24 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Starts a session with its first refresh token and its login event, in one transaction:
+    /// all of them or none, and one commit. (SQLite has no inserts inside `WITH`, which lets
+    /// PostgreSQL do this in one statement; here a statement costs no network round trip.)
+    async fn start_session(&self, session: NewSession) -> StoreResult<Session> {
+        let mut tx = self.pool.begin().await?;
+        let started: Session = bind_new_session!(sqlx::query_as(insert_session!()), &session)
+            .fetch_one(&mut *tx)
+            .await?;
+        if let Some(token_hash) = &session.first_refresh_token_hash {
+            insert_refresh_token!(&mut *tx, started.id, token_hash, session.created_at).await?;
+        }
+        if let Some(event) = session.event {
+            insert_event!(&mut *tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+
     /// At `close`. Nothing runs in the background for SQLite (the cache checks the file at
     /// each lookup); the cache just stops serving.
     fn stop_background_work(&self) {

@@ -247,8 +247,17 @@ async fn a_login_writes_its_session_refresh_token_and_event_together(backend: Ba
     let response = app.login("alice", "sesame street lamp").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
-    let detail = "SELECT detail FROM events WHERE kind = 'login_success' AND $1 = $1";
-    assert_eq!(app.fetch_text(detail, "").await.as_deref(), Some("api"));
+    let event = "SELECT e.ip || ' ' || COALESCE(CAST(e.actor_id AS TEXT), 'no actor') || ' ' || \
+                 e.detail || ' ' || CASE WHEN e.user_id = s.user_id THEN 'of the session' ELSE 'of another' END \
+                 FROM events e, sessions s WHERE e.kind = 'login_success' AND $1 = $1";
+    assert_eq!(
+        app.fetch_text(event, "").await.as_deref(),
+        Some("127.0.0.1 no actor api of the session")
+    );
+    let token = "SELECT CASE WHEN r.created_at = s.created_at AND r.used_at IS NULL \
+                 THEN 'fresh' ELSE 'stale' END \
+                 FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE $1 = $1";
+    assert_eq!(app.fetch_text(token, "").await.as_deref(), Some("fresh"));
 
     let now = app.clock.now();
     let user_id = app.user_id("alice").await;
@@ -289,4 +298,19 @@ async fn a_login_writes_its_session_refresh_token_and_event_together(backend: Ba
         .await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
+
+    // A session without a refresh token or an event (a cookie session) is written alone.
+    let cookie = NewSession {
+        kind: SessionKind::Browser,
+        token_hash: Some("1".repeat(64)),
+        first_refresh_token_hash: None,
+        event: None,
+        ..session(String::new(), None)
+    };
+    let started = store.create_session(cookie).await.unwrap();
+    assert_eq!(
+        (started.user_id, started.kind.as_str()),
+        (user_id, "browser")
+    );
+    assert_eq!(login_rows(&app, "alice").await, ["2", "1", "1"]);
 }

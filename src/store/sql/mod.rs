@@ -1,7 +1,8 @@
 //! The SQL both backends share. PostgreSQL and SQLite accept the same statements here
 //! (`$n` placeholders, `RETURNING`, transactions), so macros write the store traits'
 //! implementations for each typed pool, one file per area; backend-specific work
-//! (connecting, pragmas) stays in `postgres.rs` and `sqlite.rs`.
+//! (connecting, pragmas, and starting a session, which PostgreSQL does in one statement)
+//! stays in `postgres.rs` and `sqlite.rs`.
 //!
 //! sqlx only takes `&'static str` SQL (audited, never built from input), so the column lists
 //! are macros that `concat!` can splice into literals.
@@ -24,7 +25,9 @@ pub(super) use admin::impl_admin_store;
 pub(super) use events::{impl_event_store, insert_event};
 pub(super) use notes::impl_note_store;
 pub(super) use profile::impl_profile_store;
-pub(super) use sessions::{impl_session_store, insert_refresh_token};
+pub(super) use sessions::{
+    bind_new_session, impl_session_store, insert_refresh_token, insert_session,
+};
 pub(super) use throttle::impl_throttle_store;
 pub(super) use users::impl_user_store;
 

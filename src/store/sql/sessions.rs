@@ -8,35 +8,8 @@ macro_rules! impl_session_store {
                 &self,
                 session: $crate::store::NewSession,
             ) -> $crate::store::StoreResult<$crate::store::Session> {
-                let sql = concat!(
-                    "INSERT INTO sessions (kind, token_hash, user_id, persistent, ip, user_agent, created_at, last_used_at, expires_at, idle_expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING ",
-                    $crate::store::sql::session_columns!()
-                );
-                // One transaction, so one commit per login, and never a session without its
-                // refresh token or its login event.
-                let mut tx = self.pool.begin().await?;
-                let started: $crate::store::Session = sqlx::query_as(sql)
-                    .bind(session.kind.as_str())
-                    .bind(session.token_hash.as_deref())
-                    .bind(session.user_id)
-                    .bind(session.persistent)
-                    .bind(session.ip.as_deref())
-                    .bind(session.user_agent.as_deref())
-                    .bind(session.created_at)
-                    .bind(session.expires_at)
-                    .bind(session.idle_expires_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if let Some(token_hash) = &session.first_refresh_token_hash {
-                    $crate::store::sql::insert_refresh_token!(&mut *tx, started.id, token_hash, session.created_at)
-                        .await?;
-                }
-                if let Some(event) = session.event {
-                    $crate::store::sql::insert_event!(&mut *tx, event).await?;
-                }
-                tx.commit().await?;
-                Ok(started)
+                // Each backend writes it its own way (`postgres.rs`, `sqlite.rs`).
+                self.start_session(session).await
             }
 
             async fn session_by_token_hash(
@@ -199,8 +172,37 @@ macro_rules! impl_session_store {
     };
 }
 
+/// The insert that starts a session, returning it: `$1` to `$9` are bound by `bind_new_session!`.
+/// Each backend's `start_session` adds the first refresh token and the login event.
+macro_rules! insert_session {
+    () => {
+        concat!(
+            "INSERT INTO sessions (kind, token_hash, user_id, persistent, ip, user_agent, created_at, last_used_at, expires_at, idle_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING ",
+            $crate::store::sql::session_columns!()
+        )
+    };
+}
+
+/// Binds `$1` to `$9` of `insert_session!` from a `NewSession`.
+macro_rules! bind_new_session {
+    ($query:expr, $session:expr) => {{
+        let session: &$crate::store::NewSession = $session;
+        $query
+            .bind(session.kind.as_str())
+            .bind(session.token_hash.as_deref())
+            .bind(session.user_id)
+            .bind(session.persistent)
+            .bind(session.ip.as_deref())
+            .bind(session.user_agent.as_deref())
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .bind(session.idle_expires_at)
+    }};
+}
+
 /// The statement that adds a token to a session's refresh-token family, in the transaction
-/// that starts the session or rotates its token; a future to await.
+/// that starts the session (SQLite) or rotates its token; a future to await.
 macro_rules! insert_refresh_token {
     ($executor:expr, $session_id:expr, $token_hash:expr, $created_at:expr) => {
         sqlx::query(
@@ -213,4 +215,6 @@ macro_rules! insert_refresh_token {
     };
 }
 
-pub(in crate::store) use {impl_session_store, insert_refresh_token};
+pub(in crate::store) use {
+    bind_new_session, impl_session_store, insert_refresh_token, insert_session,
+};

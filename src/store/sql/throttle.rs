@@ -4,14 +4,6 @@ macro_rules! impl_throttle_store {
     ($store:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::ThrottleStore for $store {
-            async fn login_failures(
-                &self,
-                name_hash: &str,
-            ) -> $crate::store::StoreResult<Option<$crate::store::LoginFailures>> {
-                let sql = "SELECT failures, last_failure_at FROM login_throttle WHERE name_hash = $1";
-                Ok(sqlx::query_as(sql).bind(name_hash).fetch_optional(&self.pool).await?)
-            }
-
             async fn add_login_failure(
                 &self,
                 name_hash: &str,

@@ -52,6 +52,25 @@ macro_rules! impl_user_store {
                 Ok(sqlx::query_as(sql).bind(username_key).fetch_optional(&self.pool).await?)
             }
 
+            async fn login_record(
+                &self,
+                username_key: &str,
+                name_hash: &str,
+            ) -> $crate::store::StoreResult<$crate::store::LoginRecord> {
+                // One row whatever matches: both tables are outer-joined to a constant row.
+                let sql = "SELECT u.id, u.username, u.email, u.email_verified, u.full_name, u.disabled, \
+                           u.is_superuser, u.created_at, u.hashed_password, t.failures, t.last_failure_at \
+                           FROM (SELECT 1 AS one) AS one \
+                           LEFT JOIN users u ON u.username_key = $1 \
+                           LEFT JOIN login_throttle t ON t.name_hash = $2";
+                let row: $crate::store::LoginRecordRow = sqlx::query_as(sql)
+                    .bind(username_key)
+                    .bind(name_hash)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.into())
+            }
+
             async fn set_password_hash(
                 &self,
                 user_id: i64,
