@@ -28,7 +28,9 @@ impl PgStore {
             // sqlx already checks each connection with a round trip when it comes back to
             // the pool; checking it again before each use (its default) was one more round
             // trip per query. A connection that sat idle for a while may have been cut since
-            // (a server restart, a firewall), so that one is checked.
+            // (a server restart, a firewall), so that one is checked. One cut less than a
+            // second after its last use fails its next query with a 503, and sqlx's ping on
+            // its return then drops it.
             .test_before_acquire(false)
             .before_acquire(|connection, meta| {
                 Box::pin(async move {
