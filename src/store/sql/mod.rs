@@ -10,8 +10,8 @@
 //! On SQLite, a write outside a transaction that returns its row (`RETURNING`) is read with
 //! `fetch_all`, never `fetch_one` or `fetch_optional`: those stop a SQLite statement after its
 //! first row, and a statement stopped early commits when it is reset, where SQLite's WAL hook
-//! does not report the commit. This process's session cache would then take its own commit for another
-//! process's and empty itself (`session_cache::own_commits`).
+//! does not report the commit. This process's session cache would then take its own commit
+//! for another process's and empty itself (`session_cache::own_commits`).
 
 pub(super) mod admin;
 mod events;
