@@ -3,6 +3,7 @@
 //! (`sql/`). All SQL of the service lives in this folder.
 
 mod error;
+mod lost_connections;
 mod model;
 mod postgres;
 mod session_cache;

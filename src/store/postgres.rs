@@ -7,6 +7,7 @@ use anyhow::Context;
 use sqlx::Connection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::lost_connections;
 use super::session_cache::{SessionCache, follow_postgres};
 use super::sql::{bind_new_session, impl_store, insert_session, session_columns};
 use super::{ConnectOptions, NewSession, Session, StoreResult, redact_url};
@@ -29,12 +30,15 @@ impl PgStore {
             // the pool; checking it again before each use (its default) was one more round
             // trip per query. A connection that sat idle for a while may have been cut since
             // (a server restart, a firewall), so that one is checked. One cut less than a
-            // second after its last use fails its next query with a 503, and sqlx's ping on
-            // its return then drops it.
+            // second after its last use fails its next query with a 503 (sqlx's ping on its
+            // return then drops it), and from that failure on, every connection released
+            // before it is checked too (`lost_connections`).
             .test_before_acquire(false)
             .before_acquire(|connection, meta| {
                 Box::pin(async move {
-                    if meta.idle_for >= RECHECK_AFTER_IDLE {
+                    if meta.idle_for >= RECHECK_AFTER_IDLE
+                        || lost_connections::may_be_cut(meta.idle_for)
+                    {
                         connection.ping().await?;
                     }
                     Ok(true)
