@@ -16,11 +16,9 @@ pub enum StoreError {
 }
 
 impl From<sqlx::Error> for StoreError {
-    /// Every failed query passes here, so this is also where a cut connection is noted.
+    /// The store's queries fail through here, so this is also where a cut connection is noted.
     fn from(err: sqlx::Error) -> Self {
-        if is_cut_connection(&err) {
-            super::lost_connections::note();
-        }
+        super::lost_connections::note_if_cut(&err);
         match err {
             sqlx::Error::RowNotFound => Self::NotFound,
             sqlx::Error::PoolTimedOut
@@ -49,17 +47,4 @@ fn is_outage(db: &dyn DatabaseError) -> bool {
         .iter()
         .any(|class| code.starts_with(class))
         || matches!(code, "55000" | "5" | "6" | "261" | "517")
-}
-
-/// A query that failed because its connection is gone: the socket failed, or PostgreSQL said
-/// so before it closed the connection (08: connection exceptions; 57P: the server or this
-/// backend shutting down, as after `pg_terminate_backend`).
-fn is_cut_connection(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
-        _ => false,
-    }
 }

@@ -29,10 +29,12 @@ impl PgStore {
             // sqlx already checks each connection with a round trip when it comes back to
             // the pool; checking it again before each use (its default) was one more round
             // trip per query. A connection that sat idle for a while may have been cut since
-            // (a server restart, a firewall), so that one is checked. One cut less than a
-            // second after its last use fails its next query with a 503 (sqlx's ping on its
-            // return then drops it), and from that failure on, every connection released
-            // before it is checked too (`lost_connections`).
+            // (a server restart, a firewall), so that one is checked. A connection back in
+            // the pool for less than a second is trusted until the first sign of a cut (a
+            // failed query, or the change feed's connection lost); from then on, each one
+            // back before that sign is checked too (`lost_connections`). sqlx's reaper also
+            // puts idle connections back (every `idle_timeout`), restarting their idle time,
+            // so a cut one it has just put back can still fail a request within that second.
             .test_before_acquire(false)
             .before_acquire(|connection, meta| {
                 Box::pin(async move {

@@ -73,11 +73,11 @@ async fn after_connections_are_cut_at_most_one_request_fails() {
     for _ in 0..6 {
         statuses.push(app.get_auth("/notes/", &token).await.status());
     }
-    let failed = statuses.iter().filter(|s| **s != StatusCode::OK).count();
     assert!(
-        failed <= 1
-            && statuses[1..].iter().all(|s| *s == StatusCode::OK)
-            && statuses[0] != StatusCode::INTERNAL_SERVER_ERROR,
+        matches!(
+            statuses[0],
+            StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE
+        ) && statuses[1..].iter().all(|s| *s == StatusCode::OK),
         "one 503 at most, then 200s: {statuses:?}"
     );
     admin.close().await;
@@ -104,8 +104,8 @@ fn app_database(app: &TestApp) -> &str {
 /// Cuts every connection to the app's database and waits until the server has closed them
 /// (new ones the app opens meanwhile are left alone).
 async fn cut_connections(admin: &PgPool, name: &str) {
-    // In the select list, not the WHERE clause: the planner may evaluate a condition before
-    // the others, and this one must run only on the rows the others keep.
+    // PostgreSQL does not promise the order of WHERE conditions; in the select list the call
+    // runs only on the rows the WHERE keeps.
     let cut: Vec<(i32, bool)> = sqlx::query_as(
         "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
     )
@@ -113,8 +113,11 @@ async fn cut_connections(admin: &PgPool, name: &str) {
     .fetch_all(admin)
     .await
     .unwrap();
+    assert!(
+        !cut.is_empty() && cut.iter().all(|(_, signalled)| *signalled),
+        "every connection to {name} is told to end: {cut:?}"
+    );
     let cut: Vec<i32> = cut.into_iter().map(|(pid, _)| pid).collect();
-    assert!(!cut.is_empty(), "the app holds connections to {name}");
     for _ in 0..100 {
         let left: i64 =
             sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
 use super::SessionCache;
+use crate::store::lost_connections;
 
 /// The channel the triggers notify.
 const CHANNEL: &str = "gatehouse_session_changes";
@@ -48,6 +49,8 @@ pub(crate) async fn follow_postgres(pool: PgPool, cache: Arc<SessionCache>) {
                     cache.apply(change.payload());
                 }
                 cache.set_trusted(false);
+                // The feed's connection was cut or fell silent: the pooled ones may be too.
+                lost_connections::note();
                 tracing::warn!(
                     "session cache: change feed lost; reading every session from the database until it is back"
                 );
@@ -76,12 +79,15 @@ async fn send_heartbeats(pool: PgPool) {
     let mut every = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         every.tick().await;
-        // A failure shows as silence on the listener; nothing else to do here.
-        let _ = sqlx::query("SELECT pg_notify($1, $2)")
+        // A failure also shows as silence on the listener, which handles it.
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(HEARTBEAT)
             .execute(&pool)
-            .await;
+            .await
+        {
+            lost_connections::note_if_cut(&err);
+        }
     }
 }
 
