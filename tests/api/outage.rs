@@ -49,9 +49,10 @@ async fn postgres_outage_is_503_and_recovers() {
 }
 
 /// A database restart cuts every pooled connection at once. A connection used less than a
-/// second ago is not checked before its next use (that check is a round trip), so the first
-/// request to meet a cut one fails with 503; that failure must make the pool check every
-/// connection released before it, or each of them fails one more request.
+/// second ago is not checked before its next use (that check is a round trip), so a request
+/// may meet a cut one and fail with 503. The first sign of the cut (that failure, or the change
+/// feed losing its connection) must make the pool check every connection released before it,
+/// or each of them fails one more request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_connections_are_cut_at_most_one_request_fails() {
     if !Backend::postgres_available() {
