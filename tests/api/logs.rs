@@ -13,13 +13,7 @@ const COOKIE: &str = "session=never-logged-cookie-value-3";
 /// Drives a whole flow and returns the token it used.
 async fn full_flow(process: &Process) -> String {
     let client = reqwest::Client::new();
-    let signup = client
-        .post(process.url("/users/"))
-        .json(&json!({"username": "logged", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status(), StatusCode::OK);
+    let token = process.signup_and_login(&client, "logged", PASSWORD).await;
     let wrong = client
         .post(process.url("/token"))
         .form(&[("username", "logged"), ("password", WRONG_PASSWORD)])
@@ -27,16 +21,6 @@ async fn full_flow(process: &Process) -> String {
         .await
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let login: Value = client
-        .post(process.url("/token"))
-        .form(&[("username", "logged"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_string();
     let me = client
         .get(process.url("/users/me/"))
         .bearer_auth(&token)

@@ -5,7 +5,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
-use crate::helpers::{Backend, TestApp, TestDb, assert_detail, spawn_app};
+use crate::helpers::{Backend, TestApp, TestDb, assert_detail, fresh_postgres_database, spawn_app};
+use crate::process::Process;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_503_and_recovers() {
@@ -59,20 +60,65 @@ async fn after_connections_are_cut_at_most_one_request_fails() {
         return;
     }
     let (app, token, admin) = signed_in_app_and_admin().await;
-    let name = app_database(&app);
-    // Several pooled connections, each used a moment ago: the notes list always reads the
-    // database, whatever the session cache holds.
-    let warm = futures::future::join_all((0..6).map(|_| app.get_auth("/notes/", &token))).await;
+    cut_and_count_failures(&app.client, &app.base, &token, &admin, app_database(&app)).await;
+    admin.close().await;
+}
+
+/// The same without the session cache, whose change feed usually notices a cut first: the
+/// first failed query is then the only sign, and it alone must make the pool check the rest.
+/// The service runs as its own process, since the time of the last cut is the process's and
+/// other tests here cut connections too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_query_alone_makes_the_pool_check_its_connections() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let (url, db) = fresh_postgres_database("gatehouse_test").await;
+    let TestDb::Postgres {
+        admin_url, name, ..
+    } = &db
+    else {
+        unreachable!()
+    };
+    let process = Process::start(&[("DATABASE_URL", &url), ("SESSION_CACHE_ENTRIES", "0")]);
+    let client = reqwest::Client::new();
+    let token = process
+        .signup_and_login(&client, "alice", "correct horse battery")
+        .await;
+    let admin = PgPool::connect(admin_url).await.unwrap();
+
+    cut_and_count_failures(&client, &process.base, &token, &admin, name).await;
+    admin.close().await;
+}
+
+/// Warms several pooled connections of the service at `base`, cuts every connection to its
+/// database, then asserts that of six requests in a row only the first may fail.
+async fn cut_and_count_failures(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    admin: &PgPool,
+    database: &str,
+) {
+    // The notes list always reads the database, whatever the session cache holds.
+    let notes = || {
+        client
+            .get(format!("{base}/notes/"))
+            .bearer_auth(token)
+            .send()
+    };
+    // Several pooled connections, each used a moment ago.
+    let warm = futures::future::join_all((0..6).map(|_| notes())).await;
     assert!(
-        warm.iter()
-            .all(|response| response.status() == StatusCode::OK)
+        warm.into_iter()
+            .all(|response| response.unwrap().status() == StatusCode::OK)
     );
 
-    cut_connections(&admin, name).await;
+    cut_connections(admin, database).await;
 
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(app.get_auth("/notes/", &token).await.status());
+        statuses.push(notes().await.unwrap().status());
     }
     assert!(
         matches!(
@@ -81,7 +127,6 @@ async fn after_connections_are_cut_at_most_one_request_fails() {
         ) && statuses[1..].iter().all(|s| *s == StatusCode::OK),
         "one 503 at most, then 200s: {statuses:?}"
     );
-    admin.close().await;
 }
 
 /// An app on PostgreSQL with a signed-in user, and a pool on the server's admin database.

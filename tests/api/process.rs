@@ -7,6 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 /// The binary with an empty environment in `dir` (so no `.env` is picked up), logging warnings.
@@ -82,6 +85,31 @@ impl Process {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Signs `username` up and logs in, asserting each step, and returns the access token.
+    pub async fn signup_and_login(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> String {
+        let signup = client
+            .post(self.url("/users/"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signup.status(), StatusCode::OK, "sign-up of {username}");
+        let login = client
+            .post(self.url("/token"))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), StatusCode::OK, "login of {username}");
+        let body: Value = login.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_string()
     }
 
     /// Sends SIGTERM.
