@@ -1,6 +1,6 @@
 //! A database outage is a 503, and the service recovers on its own when the database returns.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use sqlx::PgPool;
@@ -87,19 +87,31 @@ async fn a_failed_query_alone_makes_the_pool_check_its_connections() {
         .await;
     let admin = PgPool::connect(admin_url).await.unwrap();
 
-    cut_and_count_failures(&client, &process.base, &token, &admin, name).await;
+    let (first, after_warm_up) =
+        cut_and_count_failures(&client, &process.base, &token, &admin, name).await;
     admin.close().await;
+    // Connections used less than a second ago are not checked before use, and nothing but a
+    // failed query tells this service of the cut: its first request must have met one.
+    if after_warm_up < Duration::from_millis(800) {
+        assert_eq!(first, StatusCode::SERVICE_UNAVAILABLE);
+    } else {
+        eprintln!(
+            "the cut took {after_warm_up:?}: the pool checked its idle connections anyway, so \
+             the failed query was not the sign this time"
+        );
+    }
 }
 
 /// Warms several pooled connections of the service at `base`, cuts every connection to its
-/// database, then asserts that of six requests in a row only the first may fail.
+/// database, then asserts that of six requests in a row only the first may fail. Returns the
+/// first one's status and how long after the warm-up it was sent.
 async fn cut_and_count_failures(
     client: &reqwest::Client,
     base: &str,
     token: &str,
     admin: &PgPool,
     database: &str,
-) {
+) -> (StatusCode, Duration) {
     // The notes list always reads the database, whatever the session cache holds.
     let notes = || {
         client
@@ -114,8 +126,11 @@ async fn cut_and_count_failures(
             .all(|response| response.unwrap().status() == StatusCode::OK)
     );
 
+    let warmed = Instant::now();
+
     cut_connections(admin, database).await;
 
+    let after_warm_up = warmed.elapsed();
     let mut statuses = Vec::new();
     for _ in 0..6 {
         statuses.push(notes().await.unwrap().status());
@@ -127,6 +142,7 @@ async fn cut_and_count_failures(
         ) && statuses[1..].iter().all(|s| *s == StatusCode::OK),
         "one 503 at most, then 200s: {statuses:?}"
     );
+    (statuses[0], after_warm_up)
 }
 
 /// An app on PostgreSQL with a signed-in user, and a pool on the server's admin database.

@@ -1,5 +1,5 @@
 //! A running `gatehouse` binary, for tests of what only the whole process shows: its logs,
-//! its signals.
+//! its signals, state it keeps for the whole process.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -36,8 +36,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts the binary with an empty environment plus `env`, on a free port with SQLite in a
-    /// temporary folder, and waits until it listens.
+    /// Starts the binary with an empty environment plus `env`, on a free port, with its data
+    /// (and SQLite, unless `env` sets `DATABASE_URL`) in a temporary folder, and waits until it
+    /// listens.
     pub fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = {
