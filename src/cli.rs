@@ -105,10 +105,13 @@ where
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let database = redact_url(&config.database_url);
-    let public_url = config.public_url.clone();
     let server = Server::build(config).await?;
     tracing::info!(%database, address = %server.local_addr(), "Gatehouse is listening");
-    println!("Gatehouse is running: open {public_url}");
+    // The server's own URL: with PORT=0 it carries the port actually bound.
+    println!(
+        "Gatehouse is running: open {}",
+        server.state().config.public_url
+    );
     server.run(shutdown_signal()).await
 }
 

@@ -41,14 +41,12 @@ impl Process {
     /// listens.
     pub fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
         let mut child = Command::new(BINARY)
             .env_clear()
             .current_dir(dir.path())
-            .env("PORT", port.to_string())
+            // Port 0: the binary binds a free port and names it in its first line, so no other
+            // process can take the port between a probe and the bind.
+            .env("PORT", "0")
             .env("SECRET_KEY", "a-test-secret-key-of-at-least-32-bytes")
             .env("ARGON2_MEMORY_KIB", "4096")
             .env("ARGON2_ITERATIONS", "1")
@@ -68,13 +66,17 @@ impl Process {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first_line)
             .unwrap();
-        assert!(
-            first_line.contains("running"),
-            "did not start: {first_line:?}"
-        );
+        let Some(url) = first_line
+            .trim_end()
+            .strip_prefix("Gatehouse is running: open ")
+        else {
+            let _ = child.kill();
+            let stderr = collector.join().unwrap_or_default();
+            panic!("did not start: {first_line:?}\n{stderr}");
+        };
         Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: url.trim_end_matches('/').to_string(),
             stderr: Some(collector),
             _dir: dir,
         }
