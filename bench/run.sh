@@ -210,10 +210,38 @@ scenario_2() {
     say "RESULT 2: median logins $logins/s; limit (cores / one verification) $limit/s, ratio $r2 (target >= 0.9: $(verdict "$r2 >= 0.9")); bare parallel verification $parallel/s, ratio $rp"
 }
 
-# The paced GET /users/me/ load of scenario 3 (4 connections, one request per 5 ms each).
-paced() { # OUTPUT
-    BENCH_TOKENS=$WORK/tokens-small BENCH_DELAY_MS=5 $WRK -c4 -d"${SECONDS_PER_RUN}s" \
-        -s bench/wrk/me.lua "http://127.0.0.1:$PORT" >"$1"
+# The paced GET /users/me/ load of scenario 3 (4 connections, one request per 5 ms each), on
+# the service, or on another server and path (the baseline's GET /claims).
+paced() { # OUTPUT [PORT PATH]
+    BENCH_TOKENS=$WORK/tokens-small BENCH_DELAY_MS=5 BENCH_PATH=${3:-/users/me/} $WRK -c4 \
+        -d"${SECONDS_PER_RUN}s" -s bench/wrk/me.lua "http://127.0.0.1:${2:-$PORT}" >"$1"
+}
+
+# The paced load on the service, then on the baseline, or the other way round (odd rounds
+# first), so that neither always comes first in a phase.
+paced_both() { # ROUND PHASE
+    local who
+    for who in $([ $(($1 % 2)) = 1 ] && echo gatehouse baseline || echo baseline gatehouse); do
+        if [ "$who" = gatehouse ]; then
+            local from
+            from=$(log_lines)
+            paced "$WORK/s3-$2-$1.txt"
+            served_p99 "$from" "$(log_lines)" >"$WORK/s3-$2-served-$1.txt"
+        else
+            paced "$WORK/s3-$2-baseline-$1.txt" "$BASE_PORT" /claims
+        fi
+    done
+}
+
+log_lines() { wc -l <"$WORK/small.log"; }
+# The p99 of the service's own time on GET /users/me/ between two `log_lines`: the request log's
+# latency_ms, from the request's head (read and parsed) to its answer ready to write. Not in it:
+# reading and writing the connection, waking each side, the loopback.
+served_p99() { # FROM TO
+    # Nothing to read below RUST_LOG=info: "n/a".
+    sed -n "$(($1 + 1)),$2p" "$WORK/small.log" | { grep -F 'route=/users/me/' || true; } |
+        sed -n 's/.*latency_ms=\([0-9.]*\).*/\1/p' | sort -g |
+        awk '{a[NR] = $1} END {i = int(NR * 0.99); if (i < 1) i = 1; if (NR) printf "%.3f\n", a[i]; else print "n/a"}'
 }
 
 # The paced load beside the helper's bare hashing (one loop per core, no requests), started
@@ -242,35 +270,37 @@ miss_share() { # BEFORE AFTER
 }
 
 scenario_3() {
-    say "## 3. GET /users/me/ p99 while a login flood fills every hashing slot (paced: wrk -t1 -c4, one request per 5 ms per connection; flood: wrk -t1 -c16 on /token; $ROUNDS rounds)"
+    say "## 3. GET /users/me/ p99 while a login flood fills every hashing slot (paced: wrk -t1 -c4, one request per 5 ms per connection; flood: wrk -t1 -c16 on /token; $ROUNDS rounds; the same paced load on the baseline's GET /claims, which answers from memory, for reference)"
     local r
     for r in $(seq "$ROUNDS"); do
         local quiet_from quiet_to busy_from busy_to
         quiet_from=$(cache_counts)
-        paced "$WORK/s3-quiet-$r.txt"
+        paced_both "$r" quiet
         quiet_to=$(cache_counts)
-        BENCH_USERS=$SMALL_USERS $WRK -c16 -d"$((SECONDS_PER_RUN + 3))s" -s bench/wrk/login.lua \
+        BENCH_USERS=$SMALL_USERS $WRK -c16 -d"$((2 * SECONDS_PER_RUN + 3))s" -s bench/wrk/login.lua \
             "http://127.0.0.1:$PORT" >"$WORK/s3-flood-$r.txt" &
         local flood=$!
         sleep 1.5
         curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^gatehouse_password_hash_(slots|slots_in_use|waiting) ' |
             tr '\n' ' ' >"$WORK/s3-slots-$r.txt" || true
         busy_from=$(cache_counts)
-        paced "$WORK/s3-busy-$r.txt"
+        paced_both "$r" busy
         busy_to=$(cache_counts)
         wait "$flood"
-        say "round $r: quiet p50 $(pct "$WORK/s3-quiet-$r.txt" 50) p99 $(pct "$WORK/s3-quiet-$r.txt" 99) ms; under flood p50 $(pct "$WORK/s3-busy-$r.txt" 50) p99 $(pct "$WORK/s3-busy-$r.txt" 99) ms [$(errors "$WORK/s3-busy-$r.txt")]; flood $(rps "$WORK/s3-flood-$r.txt") logins/s; session cache misses quiet $(miss_share "$quiet_from" "$quiet_to"), under flood $(miss_share "$busy_from" "$busy_to"); metrics during flood: $(cat "$WORK/s3-slots-$r.txt")"
+        say "round $r: quiet p50 $(pct "$WORK/s3-quiet-$r.txt" 50) p99 $(pct "$WORK/s3-quiet-$r.txt" 99) ms; under flood p50 $(pct "$WORK/s3-busy-$r.txt" 50) p99 $(pct "$WORK/s3-busy-$r.txt" 99) ms [$(errors "$WORK/s3-busy-$r.txt")]; the service's own p99 (request log) quiet $(cat "$WORK/s3-quiet-served-$r.txt"), under flood $(cat "$WORK/s3-busy-served-$r.txt") ms; baseline /claims p99 quiet $(pct "$WORK/s3-quiet-baseline-$r.txt" 99), under flood $(pct "$WORK/s3-busy-baseline-$r.txt" 99) ms [$(errors "$WORK/s3-busy-baseline-$r.txt")]; flood $(rps "$WORK/s3-flood-$r.txt") logins/s; session cache misses quiet $(miss_share "$quiet_from" "$quiet_to"), under flood $(miss_share "$busy_from" "$busy_to"); metrics during flood: $(cat "$WORK/s3-slots-$r.txt")"
         if [ -n "${BENCH_S3_BARE:-}" ]; then
             paced_beside_hashing "$WORK/s3-nice-$r.txt" nice -n 10
             paced_beside_hashing "$WORK/s3-idle-$r.txt" chrt --idle 0
             say "round $r, bare hashing on every core beside the paced load (no login requests): p99 at nice 10 (the service's nice value, usual time slice) $(pct "$WORK/s3-nice-$r.txt" 99) ms; under SCHED_IDLE $(pct "$WORK/s3-idle-$r.txt" 99) ms"
         fi
     done
-    local quiet busy r3
-    quiet=$(for f in "$WORK"/s3-quiet-*.txt; do pct "$f" 99; done | median)
-    busy=$(for f in "$WORK"/s3-busy-*.txt; do pct "$f" 99; done | median)
+    local quiet busy r3 base_quiet base_busy
+    quiet=$(for r in $(seq "$ROUNDS"); do pct "$WORK/s3-quiet-$r.txt" 99; done | median)
+    busy=$(for r in $(seq "$ROUNDS"); do pct "$WORK/s3-busy-$r.txt" 99; done | median)
+    base_quiet=$(for r in $(seq "$ROUNDS"); do pct "$WORK/s3-quiet-baseline-$r.txt" 99; done | median)
+    base_busy=$(for r in $(seq "$ROUNDS"); do pct "$WORK/s3-busy-baseline-$r.txt" 99; done | median)
     r3=$(ratio "$busy" "$quiet")
-    say "RESULT 3: median p99 quiet $quiet ms, under flood $busy ms; ratio $r3 (target < 20 ms and < 3x: $(verdict "$busy < 20 && $r3 < 3"))"
+    say "RESULT 3: median p99 quiet $quiet ms, under flood $busy ms; ratio $r3 (target < 20 ms and < 3x: $(verdict "$busy < 20 && $r3 < 3")); the baseline's /claims beside the same flood: quiet $base_quiet ms, under flood $base_busy ms, ratio $(ratio "$base_busy" "$base_quiet")"
     if [ -n "${BENCH_S3_BARE:-}" ]; then
         local setting
         for setting in nice idle; do

@@ -1,5 +1,9 @@
 //! The baseline: what `GET /users/me/` costs at the least. Verify the HS256 JWT, then one
 //! indexed row lookup; no middleware, no logging, no session.
+//!
+//! `GET /claims` verifies the same JWT and answers its subject without a query: what any
+//! server that answers from memory sees on this machine (scenario 3's reference, since the
+//! service's session cache answers `GET /users/me/` without a query too).
 
 use std::sync::Arc;
 
@@ -31,6 +35,7 @@ pub async fn serve() -> anyhow::Result<()> {
     });
     let app = axum::Router::new()
         .route("/users/me/", get(me))
+        .route("/claims", get(claims))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state);
     let port = std::env::var("BASELINE_PORT").unwrap_or_else(|_| "8100".into());
@@ -43,14 +48,7 @@ async fn me(
     State(state): State<Arc<Baseline>>,
     headers: HeaderMap,
 ) -> Result<Json<UserRow>, StatusCode> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(StatusCode::UNAUTHORIZED)?;
-    let claims = jsonwebtoken::decode::<Claims>(token, &state.key, &state.validation)
-        .map_err(|_| StatusCode::UNAUTHORIZED)?
-        .claims;
+    let claims = verify(&state, &headers)?;
     let user = state
         .db
         .user_by_key(&claims.sub.to_lowercase())
@@ -58,4 +56,22 @@ async fn me(
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?
         .ok_or(StatusCode::UNAUTHORIZED)?;
     Ok(Json(user))
+}
+
+async fn claims(
+    State(state): State<Arc<Baseline>>,
+    headers: HeaderMap,
+) -> Result<String, StatusCode> {
+    Ok(verify(&state, &headers)?.sub)
+}
+
+fn verify(state: &Baseline, headers: &HeaderMap) -> Result<Claims, StatusCode> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(StatusCode::UNAUTHORIZED)?;
+    jsonwebtoken::decode::<Claims>(token, &state.key, &state.validation)
+        .map(|data| data.claims)
+        .map_err(|_| StatusCode::UNAUTHORIZED)
 }
