@@ -235,12 +235,18 @@ paced_both() { # ROUND PHASE
 }
 
 log_bytes() { stat -c %s "$WORK/small.log"; }
+# The median over the rounds of the p99 of the wrk outputs s3-NAME-<round>.txt.
+median_p99() { # NAME
+    local r
+    for r in $(seq "$ROUNDS"); do pct "$WORK/s3-$1-$r.txt" 99; done | median
+}
 # The p99 of the service's own time on GET /users/me/ between two `log_bytes`: the request log's
 # latency_ms, from the request's head (read and parsed) to its answer ready to write. Not in it:
 # reading and writing the connection, waking each side, the loopback.
 served_p99() { # FROM TO
     # Nothing to read below RUST_LOG=info: "n/a".
-    { tail -c +"$(($1 + 1))" "$WORK/small.log" || true; } | head -c "$(($2 - $1))" | { grep -F 'route=/users/me/' || true; } |
+    { tail -c +"$(($1 + 1))" "$WORK/small.log" || true; } | head -c "$(($2 - $1))" |
+        { grep -F 'route=/users/me/' || true; } |
         sed -n 's/.*latency_ms=\([0-9.]*\).*/\1/p' | sort -g |
         awk '{a[NR] = $1} END {i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1; if (NR) printf "%.3f\n", a[i]; else print "n/a"}'
 }
@@ -300,10 +306,10 @@ scenario_3() {
         fi
     done
     local quiet busy r3 base_quiet base_busy
-    quiet=$(for r in $(seq "$ROUNDS"); do pct "$WORK/s3-quiet-$r.txt" 99; done | median)
-    busy=$(for r in $(seq "$ROUNDS"); do pct "$WORK/s3-busy-$r.txt" 99; done | median)
-    base_quiet=$(for r in $(seq "$ROUNDS"); do pct "$WORK/s3-quiet-baseline-$r.txt" 99; done | median)
-    base_busy=$(for r in $(seq "$ROUNDS"); do pct "$WORK/s3-busy-baseline-$r.txt" 99; done | median)
+    quiet=$(median_p99 quiet)
+    busy=$(median_p99 busy)
+    base_quiet=$(median_p99 quiet-baseline)
+    base_busy=$(median_p99 busy-baseline)
     r3=$(ratio "$busy" "$quiet")
     say "RESULT 3: median p99 quiet $quiet ms, under flood $busy ms; ratio $r3 (target < 20 ms and < 3x: $(verdict "$busy < 20 && $r3 < 3")); the baseline's /claims beside the same flood: quiet $base_quiet ms, under flood $base_busy ms, ratio $(ratio "$base_busy" "$base_quiet")"
     if [ -n "${BENCH_S3_BARE:-}" ]; then
