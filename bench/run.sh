@@ -8,8 +8,10 @@
 # BENCH_ROUNDS (interleaved rounds, default 3), BENCH_PORT (default 18000), BENCH_PG_URL
 # (default postgres://postgres@127.0.0.1:5432), BENCH_LARGE_USERS (default 1000000),
 # BENCH_KEEP=1 keeps the work folder with every raw output, BENCH_S3_BARE=1 adds bare hashing
-# (no login requests) at two scheduling priorities to scenario 3, BENCH_GATEHOUSE=PATH runs that
-# service binary instead of building one (with BENCH_COMMIT=NAME for the report).
+# (no login requests) at two scheduling priorities to scenario 3, BENCH_S3_TRACE=1 traces its
+# flooded runs with perf and tells where the requests' time went (bench/attribute.py),
+# BENCH_GATEHOUSE=PATH runs that service binary instead of building one (with
+# BENCH_COMMIT=NAME for the report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -225,13 +227,45 @@ paced_both() { # ROUND PHASE
         if [ "$who" = gatehouse ]; then
             # Where the log stood before and after, read once the phase is over.
             log_bytes >"$WORK/s3-$2-log-$1.txt"
-            paced "$WORK/s3-$2-$1.txt"
+            paced_maybe_traced "$2" "$WORK/s3-$2-$1.txt" "$PORT" /users/me/ "${PID[small]}"
             sleep 0.2 # the log is written in batches, up to 100 ms late
             log_bytes >>"$WORK/s3-$2-log-$1.txt"
         else
-            paced "$WORK/s3-$2-baseline-$1.txt" "$BASE_PORT" /claims
+            paced_maybe_traced "$2" "$WORK/s3-$2-baseline-$1.txt" "$BASE_PORT" /claims "${PID[baseline]}"
         fi
     done
+}
+
+# The paced load; under the flood with BENCH_S3_TRACE=1, also a kernel trace of the whole
+# machine while it runs, and bench/attribute.py's account of where each request's time went,
+# in OUTPUT's name with .attribution (the trace slows what it watches: the figures of a traced
+# run show where time goes, not the scenario's result).
+paced_maybe_traced() { # PHASE OUTPUT PORT PATH SERVER_PID
+    if [ -z "${BENCH_S3_TRACE:-}" ] || [ "$1" != busy ]; then
+        paced "$2" "$3" "$4"
+        return
+    fi
+    paced "$2" "$3" "$4" &
+    local load=$! client
+    sleep 1
+    client=$(pgrep -n -x wrk) # the paced client: the newest wrk, started after the flood's
+    ss -tnpH "( sport = :$3 or dport = :$3 )" >"$2.connections"
+    # Two recordings: the scheduler on every core, the system calls of the two processes only
+    # (of every process, they would be too many for the trace to keep up).
+    local seconds=$((SECONDS_PER_RUN - 3))
+    perf record -q -a -m 16M -o "$2.sched.perf" -e sched:sched_switch -e sched:sched_wakeup \
+        -- sleep "$seconds" 2>/dev/null &
+    local sched=$!
+    perf record -q -p "$client,$5" -m 16M -o "$2.calls.perf" $(
+        for call in read write writev recvfrom sendto; do
+            echo "-e syscalls:sys_enter_$call -e syscalls:sys_exit_$call"
+        done
+    ) -- sleep "$seconds" 2>/dev/null
+    wait "$sched" "$load"
+    for part in sched calls; do
+        perf script -i "$2.$part.perf" -F comm,pid,tid,cpu,time,event,trace 2>/dev/null
+    done | python3 bench/attribute.py "$2.connections" "$client" "$5" >"${2%.txt}.attribution"
+    [ -n "${BENCH_KEEP:-}" ] || rm -f "$2".*.perf
 }
 
 log_bytes() { stat -c %s "$WORK/small.log"; }
@@ -299,6 +333,12 @@ scenario_3() {
             served_p99 $(cat "$WORK/s3-$phase-log-$r.txt") >"$WORK/s3-$phase-served-$r.txt"
         done
         say "round $r: quiet p50 $(pct "$WORK/s3-quiet-$r.txt" 50) p99 $(pct "$WORK/s3-quiet-$r.txt" 99) ms; under flood p50 $(pct "$WORK/s3-busy-$r.txt" 50) p99 $(pct "$WORK/s3-busy-$r.txt" 99) ms [$(errors "$WORK/s3-busy-$r.txt")]; the service's own p99 (request log) quiet $(cat "$WORK/s3-quiet-served-$r.txt"), under flood $(cat "$WORK/s3-busy-served-$r.txt") ms; baseline /claims p99 quiet $(pct "$WORK/s3-quiet-baseline-$r.txt" 99), under flood $(pct "$WORK/s3-busy-baseline-$r.txt" 99) ms [$(errors "$WORK/s3-busy-baseline-$r.txt")]; flood $(rps "$WORK/s3-flood-$r.txt") logins/s; session cache misses quiet $(miss_share "$quiet_from" "$quiet_to"), under flood $(miss_share "$busy_from" "$busy_to"); metrics during flood: $(cat "$WORK/s3-slots-$r.txt")"
+        if [ -n "${BENCH_S3_TRACE:-}" ]; then
+            say "round $r, where the paced requests' time went under the flood (traced run), on the service:"
+            say "$(cat "$WORK/s3-busy-$r.attribution")"
+            say "on the baseline's /claims:"
+            say "$(cat "$WORK/s3-busy-baseline-$r.attribution")"
+        fi
         if [ -n "${BENCH_S3_BARE:-}" ]; then
             paced_beside_hashing "$WORK/s3-nice-$r.txt" nice -n 10
             paced_beside_hashing "$WORK/s3-idle-$r.txt" chrt --idle 0
