@@ -14,7 +14,7 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::email::Mailer;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, PasswordLane};
 use crate::metrics::Metrics;
 use crate::store::{self, ConnectOptions};
 
@@ -43,6 +43,7 @@ impl Server {
         .await?;
         let hasher =
             PasswordHasher::new(config.hash_params)?.with_max_wait(config.abuse.hash_max_wait);
+        let password_lane = PasswordLane::start(hasher.slots())?;
         let tokens = Arc::new(TokenKeys::from_config(
             &config.secret_key,
             &config.jwt,
@@ -70,6 +71,7 @@ impl Server {
             clock,
             limiter: Arc::new(http::rate_limit::RateLimiter::new()),
             mailer,
+            password_lane,
         };
         Ok(Self { listener, state })
     }

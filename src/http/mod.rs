@@ -12,6 +12,7 @@ mod jwks;
 mod metrics;
 mod notes;
 mod pages;
+mod password_lane;
 mod password_login;
 pub mod rate_limit;
 mod recovery;
@@ -35,6 +36,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use extract::{ApiJson, AuthUser, BearerSession};
+pub use password_lane::PasswordLane;
 
 use crate::auth::recovery::Outbound;
 use crate::auth::{PasswordHasher, TokenKeys};
@@ -60,6 +62,8 @@ pub struct AppState {
     /// Per client address rate limits (`rate_limit`).
     pub limiter: Arc<rate_limit::RateLimiter>,
     pub mailer: Mailer,
+    /// Where logins and sign-ups run (`password_lane`).
+    pub password_lane: PasswordLane,
 }
 
 impl AppState {

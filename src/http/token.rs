@@ -105,6 +105,16 @@ async fn issue_token(
     _: PerIp<Login>,
     AnyForm(request): AnyForm<TokenRequest>,
 ) -> Result<Response> {
+    let lane = state.password_lane.clone();
+    lane.run(grant_token(state, client, request)).await?
+}
+
+/// The work of `issue_token`, on the password lane (`super::password_lane`).
+async fn grant_token(
+    state: AppState,
+    client: ClientInfo,
+    request: TokenRequest,
+) -> Result<Response> {
     let now = state.clock.now();
     let (session_id, user, refresh_token) = match request.grant_type.as_deref() {
         None | Some("") | Some("password") => password_grant(&state, request, client, now).await?,

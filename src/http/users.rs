@@ -14,6 +14,7 @@ use super::session::ClientInfo;
 use super::{ApiJson, AppState, AuthUser};
 use crate::audit::{self, EventKind};
 use crate::auth::recovery::send_verification;
+use crate::auth::sessions::ClientMeta;
 use crate::domain::{Email, Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{NewUser, StoreError, User};
@@ -183,6 +184,16 @@ async fn sign_up(
     ClientInfo(client): ClientInfo,
     _: PerIp<Signup>,
     ApiJson(request): ApiJson<SignUpRequest>,
+) -> Result<Json<UserResponse>> {
+    let lane = state.password_lane.clone();
+    lane.run(create_account(state, client, request)).await?
+}
+
+/// The work of `sign_up`, on the password lane (`super::password_lane`).
+async fn create_account(
+    state: AppState,
+    client: ClientMeta,
+    request: SignUpRequest,
 ) -> Result<Json<UserResponse>> {
     let policy = &state.config.abuse.password_policy;
     let user = register(&state, request.validate(policy)?).await?;

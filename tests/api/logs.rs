@@ -89,6 +89,15 @@ async fn text_logs_have_request_lines_and_no_secrets() {
         assert!(me_line.contains(part), "{part} missing in {me_line}");
     }
     assert!(stderr.contains("route=/notes/}"), "{stderr}");
+    // Logins run on threads of their own (the password lane); their lines keep the request's.
+    let issued = stderr
+        .lines()
+        .find(|line| line.contains("access token issued"))
+        .unwrap_or_else(|| panic!("no line for the login:\n{stderr}"));
+    assert!(
+        issued.contains("request_id=") && issued.contains("route=/token"),
+        "{issued}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

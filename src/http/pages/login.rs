@@ -70,6 +70,17 @@ pub async fn submit_login(
     _: PerIpPage<Login>,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, PageError> {
+    let lane = state.password_lane.clone();
+    lane.run(log_in(state, ctx, client, form)).await?
+}
+
+/// The work of `submit_login`, on the password lane (`crate::http::PasswordLane`).
+async fn log_in(
+    state: AppState,
+    ctx: PageContext,
+    client: ClientInfo,
+    form: LoginForm,
+) -> Result<Response, PageError> {
     let next = safe_next(form.next.as_deref(), AFTER_LOGIN);
     let now = state.clock.now();
     let channel = LoginChannel::Page;
@@ -148,6 +159,17 @@ pub async fn submit_signup(
     client: ClientInfo,
     _: PerIpPage<Signup>,
     CsrfForm(fields): CsrfForm<SignupFields>,
+) -> Result<Response, PageError> {
+    let lane = state.password_lane.clone();
+    lane.run(sign_up(state, ctx, client, fields)).await?
+}
+
+/// The work of `submit_signup`, on the password lane (`crate::http::PasswordLane`).
+async fn sign_up(
+    state: AppState,
+    ctx: PageContext,
+    client: ClientInfo,
+    fields: SignupFields,
 ) -> Result<Response, PageError> {
     let mut form = SignupForm {
         username: fields.username.clone(),
