@@ -93,6 +93,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        // Kept until the pool is closed: connections a login opened on the lane need the
+        // lane's runtime to say goodbye to the database.
+        let password_lane = self.state.password_lane.clone();
         let app = http::app(self.state);
         let (stopping, mut stop_requested) = watch::channel(false);
         let serve = axum::serve(
@@ -123,6 +126,7 @@ impl Server {
         {
             tracing::warn!("database connections still in use; exiting without waiting for them");
         }
+        drop(password_lane);
         tracing::info!("stopped");
         served
     }

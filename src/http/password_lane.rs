@@ -1,7 +1,7 @@
 //! Logins and sign-ups, the requests that anyone may send to make the service hash a password,
 //! run on async threads of their own, apart from the workers that serve every other request (a
 //! bulkhead). Changing a password also hashes, but needs a session or an emailed link first,
-//! and stays on the shared workers.
+//! and stays on the shared workers, as does a refresh-token grant, which checks no password.
 //!
 //! A login is a hash on a hashing thread (`auth::hashing_threads`) and around it about a
 //! millisecond of other work: the account's lookup, the session's transaction, the answer.
@@ -13,6 +13,10 @@
 //!
 //! Only the handler runs on the lane: reading the request, its rate limit and its extraction
 //! stay on the shared workers, which is where a flood refused with 429 is refused.
+//!
+//! The database pool is shared. A connection reports its readiness through the runtime that
+//! opened it, so one that a login opened serves later requests through the lane's event loop
+//! too, and the other way round; the server closes the pool before the lane stops.
 
 use std::future::Future;
 use std::pin::Pin;

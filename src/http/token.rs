@@ -105,11 +105,15 @@ async fn issue_token(
     _: PerIp<Login>,
     AnyForm(request): AnyForm<TokenRequest>,
 ) -> Result<Response> {
+    // A refresh checks no password: it stays on the shared workers, out of a login flood's way.
+    if request.grant_type.as_deref() == Some("refresh_token") {
+        return grant_token(state, client, request).await;
+    }
     let lane = state.password_lane.clone();
     lane.run(grant_token(state, client, request)).await?
 }
 
-/// The work of `issue_token`, on the password lane (`super::password_lane`).
+/// The work of `issue_token`; a password grant's on the password lane (`super::password_lane`).
 async fn grant_token(
     state: AppState,
     client: ClientInfo,
