@@ -50,25 +50,32 @@ class Threads:
     """Each thread's state over time: running, waiting on a core, or asleep."""
 
     def __init__(self):
-        self.state = {}  # tid -> ("run" | "wait" | "sleep", since)
-        self.spans = defaultdict(list)  # tid -> [(start, end, state)]
+        self.state = {}  # tid -> ("run" | "wait" | "sleep", since, holder)
+        # tid -> [(start, end, state, holder)]; a wait's holder is what had the core it waited
+        # for when the wait began (the thread that preempted it, or the one running where it
+        # was woken).
+        self.spans = defaultdict(list)
         self.on_cpu = {}  # cpu -> (tid, comm, since)
         self.cpu_spans = defaultdict(list)  # cpu -> [(start, end, comm)]
 
-    def _enter(self, tid, state, t):
+    def _enter(self, tid, state, t, holder=None):
         old = self.state.get(tid)
         if old and old[0] != state:
-            self.spans[tid].append((old[1], t, old[0]))
+            self.spans[tid].append((old[1], t, old[0], old[2]))
         if not old or old[0] != state:
-            self.state[tid] = (state, t)
+            self.state[tid] = (state, t, holder)
 
-    def wakeup(self, tid, t):
+    def wakeup(self, tid, t, cpu):
         if self.state.get(tid, ("sleep",))[0] == "sleep":
-            self._enter(tid, "wait", t)
+            running = self.on_cpu.get(cpu)
+            self._enter(tid, "wait", t, running[1] if running else "?")
 
     def switch(self, cpu, t, prev, prev_state, nxt, next_comm):
         # R or R+ means preempted: still runnable, so waiting for a core from now on.
-        self._enter(prev, "wait" if prev_state.startswith("R") else "sleep", t)
+        if prev_state.startswith("R"):
+            self._enter(prev, "wait", t, next_comm)
+        else:
+            self._enter(prev, "sleep", t)
         self._enter(nxt, "run", t)
         old = self.on_cpu.get(cpu)
         if old:
@@ -81,7 +88,7 @@ class Threads:
         out = {"run": 0.0, "wait": 0.0}
         waits = []
         for tid in tids:
-            for a, b, state in self.spans.get(tid, ()):
+            for a, b, state, _ in self.spans.get(tid, ()):
                 lo, hi = max(a, start), min(b, end)
                 if hi > lo and state in out:
                     out[state] += hi - lo
@@ -89,8 +96,15 @@ class Threads:
                         waits.append((lo, hi))
         return out, waits
 
+    def long_waits(self, tids, longer_than):
+        """The waits for a core longer than LONGER_THAN seconds of any of TIDS, as
+        (seconds, holder)."""
+        return [(b - a, holder) for tid in tids for a, b, state, holder in self.spans.get(tid, ())
+                if state == "wait" and b - a > longer_than]
+
     def who_ran(self, start, end):
-        """Seconds each command ran on any core within the window."""
+        """Seconds each command ran on each core within the window, summed over the cores
+        (idle included, as swapper)."""
         ran = defaultdict(float)
         for spans in self.cpu_spans.values():
             for a, b, comm in spans:
@@ -114,7 +128,7 @@ def main():
     pending = {}  # tid -> fd of the system call it is in
     step = [None] * len(pairs)  # per connection: the request in flight
     done = []
-    workers = set()  # the server's threads that serve requests (not its hashing threads)
+    incomplete = 0  # requests with an event missing from the trace, left out
 
     # The two recordings come one after the other: merged here in time order.
     events = sorted((m for m in map(LINE.match, sys.stdin) if m), key=lambda m: float(m["time"]))
@@ -128,21 +142,22 @@ def main():
                            int(f["next_pid"]), f["next_comm"])
             continue
         if event == "sched:sched_wakeup":
-            threads.wakeup(int(dict(FIELD.findall(trace))["pid"]), t)
+            f = dict(FIELD.findall(trace))
+            threads.wakeup(int(f["pid"]), t, int(f["target_cpu"]))
             continue
         if pid not in (client, server):
             continue
-        if pid == server and not m.group("comm").startswith("gatehouse-hash"):
-            workers.add(tid)
         kind, _, call = event.partition("sys_")[2].partition("_")
         if kind == "enter":
             fd = re.match(r"fd: (0x[0-9a-f]+)", trace)
             pending[tid] = int(fd.group(1), 16) if fd else None
             if call in WRITES:
                 if pid == client and pending[tid] in by_client:
+                    # The client sends a connection's next request only once it has read the
+                    # last answer: a request still open here lost an event.
                     i = by_client[pending[tid]]
-                    if step[i] is None:
-                        step[i] = {"send": t, "writer": tid}
+                    incomplete += step[i] is not None
+                    step[i] = {"send": t}
                 elif pid == server and pending[tid] in by_server:
                     r = step[by_server[pending[tid]]]
                     if r and "recv" in r and "reply" not in r:
@@ -163,24 +178,26 @@ def main():
                 done.append(r)
                 step[i] = None
 
-    report(threads, done, workers)
+    report(threads, done, incomplete)
 
 
 def ms(seconds):
     return f"{seconds * 1000:.3f}"
 
 
-def report(threads, done, workers):
+def report(threads, done, incomplete):
     if not done:
         sys.exit("no complete request in the trace")
     # Each part, with the thread whose state matters in it: the server thread that read the
     # request, and the client thread that read the answer.
     parts = [("to read", "send", "recv", "reader"), ("handle", "recv", "reply", "reader"),
              ("to client", "reply", "done", "taker")]
+    readers = {r["reader"] for r in done}  # the server's threads that serve these requests
     total = sorted(done, key=lambda r: r["done"] - r["send"])
     n = len(total)
     slow = total[int(n * 0.99):]  # the slowest 1 %: what makes the p99
-    print(f"{n} requests; total p50 {ms(total[n // 2]['done'] - total[n // 2]['send'])} ms, "
+    print(f"{n} requests ({incomplete} more with an event missing from the trace, left out); "
+          f"total p50 {ms(total[n // 2]['done'] - total[n // 2]['send'])} ms, "
           f"p99 {ms(slow[0]['done'] - slow[0]['send'])} ms")
     for name, a, b, _ in parts:
         d = sorted(r[b] - r[a] for r in done)
@@ -198,15 +215,25 @@ def report(threads, done, workers):
                 for comm, s in threads.who_ran(lo, hi).items():
                     ran[comm] += s
             if who == "reader":
-                others += threads.split(workers - {r[who]}, r[a], r[b])[0]["wait"]
+                others += threads.split(readers - {r[who]}, r[a], r[b])[0]["wait"]
         top = sorted(ran.items(), key=lambda kv: -kv[1])[:5]
         span = sum(r[b] - r[a] for r in slow) / k
         line = (f"  {name:9}: {ms(span)} ms; that thread running {ms(run / k)}, waiting on a "
                 f"core {ms(wait / k)}, asleep {ms(span - (run + wait) / k)}")
         if who == "reader":
-            line += f"; the server's other threads waiting on a core {ms(others / k)}"
-        print(line + "; on the cores while it waited: "
+            line += f"; the other serving threads waiting on a core {ms(others / k)}"
+        print(line + "; meanwhile on the cores (summed over them, idle as swapper): "
               + ", ".join(f"{c} {ms(s / k)}" for c, s in top))
+    # Over the whole trace: the serving threads' waits for a core longer than half a
+    # millisecond, by what had the core when each began.
+    waits = threads.long_waits(readers, 0.0005)
+    by_holder = defaultdict(float)
+    for seconds, holder in waits:
+        by_holder[holder] += seconds
+    top = sorted(by_holder.items(), key=lambda kv: -kv[1])[:6]
+    print(f"the serving threads ({len(readers)}) waited for a core longer than 0.5 ms "
+          f"{len(waits)} times, {ms(sum(s for s, _ in waits))} ms in all; by what had the core: "
+          + ", ".join(f"{c} {ms(s)}" for c, s in top))
 
 
 if __name__ == "__main__":

@@ -237,9 +237,8 @@ paced_both() { # ROUND PHASE
 }
 
 # The paced load; under the flood with BENCH_S3_TRACE=1, also a kernel trace of the whole
-# machine while it runs, and bench/attribute.py's account of where each request's time went,
-# in OUTPUT's name with .attribution (the trace slows what it watches: the figures of a traced
-# run show where time goes, not the scenario's result).
+# machine while it runs, for `attribute_trace` (the trace slows what it watches: the figures
+# of a traced run show where time goes, not the scenario's result).
 paced_maybe_traced() { # PHASE OUTPUT PORT PATH SERVER_PID
     if [ -z "${BENCH_S3_TRACE:-}" ] || [ "$1" != busy ]; then
         paced "$2" "$3" "$4"
@@ -262,10 +261,16 @@ paced_maybe_traced() { # PHASE OUTPUT PORT PATH SERVER_PID
         done
     ) -- sleep "$seconds" 2>/dev/null
     wait "$sched" "$load"
+    echo "$client $5" >"$2.processes"
+}
+
+# bench/attribute.py's account of a traced paced run (OUTPUT as given to paced_maybe_traced),
+# in OUTPUT's name with .attribution. Run once the flood is over: it takes seconds of CPU.
+attribute_trace() { # OUTPUT
     for part in sched calls; do
-        perf script -i "$2.$part.perf" -F comm,pid,tid,cpu,time,event,trace 2>/dev/null
-    done | python3 bench/attribute.py "$2.connections" "$client" "$5" >"${2%.txt}.attribution"
-    [ -n "${BENCH_KEEP:-}" ] || rm -f "$2".*.perf
+        perf script -i "$1.$part.perf" -F comm,pid,tid,cpu,time,event,trace 2>/dev/null
+    done | python3 bench/attribute.py "$1.connections" $(cat "$1.processes") >"${1%.txt}.attribution"
+    [ -n "${BENCH_KEEP:-}" ] || rm -f "$1".*.perf
 }
 
 log_bytes() { stat -c %s "$WORK/small.log"; }
@@ -334,6 +339,8 @@ scenario_3() {
         done
         say "round $r: quiet p50 $(pct "$WORK/s3-quiet-$r.txt" 50) p99 $(pct "$WORK/s3-quiet-$r.txt" 99) ms; under flood p50 $(pct "$WORK/s3-busy-$r.txt" 50) p99 $(pct "$WORK/s3-busy-$r.txt" 99) ms [$(errors "$WORK/s3-busy-$r.txt")]; the service's own p99 (request log) quiet $(cat "$WORK/s3-quiet-served-$r.txt"), under flood $(cat "$WORK/s3-busy-served-$r.txt") ms; baseline /claims p99 quiet $(pct "$WORK/s3-quiet-baseline-$r.txt" 99), under flood $(pct "$WORK/s3-busy-baseline-$r.txt" 99) ms [$(errors "$WORK/s3-busy-baseline-$r.txt")]; flood $(rps "$WORK/s3-flood-$r.txt") logins/s; session cache misses quiet $(miss_share "$quiet_from" "$quiet_to"), under flood $(miss_share "$busy_from" "$busy_to"); metrics during flood: $(cat "$WORK/s3-slots-$r.txt")"
         if [ -n "${BENCH_S3_TRACE:-}" ]; then
+            attribute_trace "$WORK/s3-busy-$r.txt"
+            attribute_trace "$WORK/s3-busy-baseline-$r.txt"
             say "round $r, where the paced requests' time went under the flood (traced run), on the service:"
             say "$(cat "$WORK/s3-busy-$r.attribution")"
             say "on the baseline's /claims:"
