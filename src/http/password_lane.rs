@@ -7,7 +7,7 @@
 //! millisecond of other work: the account's lookup, the session's transaction, the answer.
 //! Under a login flood that work, on the shared workers, kept them busy and woke the database
 //! server's processes, and signed-in requests queued behind it: a kernel trace of the flood
-//! found the workers waiting for a core more than ten times as long as those of a server
+//! found the workers waiting for a core about ten times as long as those of a server
 //! without logins (bench/RESULTS.md, scenario 3). On a lane of their own the flood's logins
 //! wait for each other, and the workers stay free for everyone else.
 //!
