@@ -73,9 +73,9 @@ impl PasswordLane {
     }
 
     /// Runs `work` on the lane, in the caller's tracing span, and waits for it; an error only
-    /// if the lane has stopped. Dropping the returned future (the client went away) cancels the work, as it would on
-    /// the shared workers, so an abandoned login does not go on to hash. A panic in `work`
-    /// goes on in the caller.
+    /// if the lane has stopped. Dropping the returned future (the client went away) cancels
+    /// the work, as it would on the shared workers, so an abandoned login does not go on to
+    /// hash. A panic in `work` goes on in the caller.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = T> + Send + 'static,
