@@ -50,6 +50,18 @@ fn compute(argon2: &Argon2<'_>, memory: &mut WorkingMemory) -> anyhow::Result<()
         .map_err(|e| anyhow!("{e}"))
 }
 
+/// CPU time this thread has used: a hash that waits for memory takes more of it, one that waits
+/// for a core does not.
+fn thread_cpu_seconds() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write, and the clock exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+}
+
 fn working_memory(argon2: &Argon2<'_>) -> anyhow::Result<WorkingMemory> {
     let mut memory = WorkingMemory::new();
     memory.blocks_for(argon2.params().block_count())?;
@@ -59,19 +71,23 @@ fn working_memory(argon2: &Argon2<'_>) -> anyhow::Result<WorkingMemory> {
 /// Prints `seconds_per_verify`, `cores` and `limit_per_second` (cores / seconds per verify),
 /// timing `rounds` Argon2id computations on one thread after one warm-up; then
 /// `parallel_per_second`, what one thread per core actually computes together (memory
-/// bandwidth and whatever else runs on the machine bring it under the limit); and
-/// `seconds_per_wipe`, the median time to zero the working memory, which the service does once a
+/// bandwidth and whatever else runs on the machine bring it under the limit); `cpu_alone` and
+/// `cpu_parallel`, the mean CPU seconds one computation took on its thread alone and with one
+/// thread per core (a hash slowed by the other core's, through the memory they share, takes more
+/// CPU time; one that waits for a core does not); and `seconds_per_wipe`, the median time to zero the working memory, which the service does once a
 /// hashing thread is idle (after every hash before) and the figures above leave out.
 pub fn report(rounds: u32) -> anyhow::Result<()> {
     let argon2 = argon2()?;
     let mut memory = working_memory(&argon2)?;
     let mut times = Vec::new();
-    for _ in 0..=rounds {
+    compute(&argon2, &mut memory)?; // warm-up
+    let cpu_started = thread_cpu_seconds();
+    for _ in 0..rounds {
         let started = Instant::now();
         compute(&argon2, &mut memory)?;
         times.push(started.elapsed().as_secs_f64());
     }
-    times.remove(0);
+    let cpu_alone = (thread_cpu_seconds() - cpu_started) / f64::from(rounds);
     times.sort_by(f64::total_cmp);
     let mut wipes = Vec::new();
     for _ in 0..rounds {
@@ -86,15 +102,17 @@ pub fn report(rounds: u32) -> anyhow::Result<()> {
     let median = times[times.len() / 2];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
-    let done: anyhow::Result<Vec<u32>> = std::thread::scope(|scope| {
+    // Each thread's computations and the CPU time they took.
+    let done: anyhow::Result<Vec<(u32, f64)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..cores)
             .map(|_| {
-                scope.spawn(|| -> anyhow::Result<u32> {
+                scope.spawn(|| -> anyhow::Result<(u32, f64)> {
                     let mut memory = working_memory(&argon2)?;
+                    let cpu_started = thread_cpu_seconds();
                     for _ in 0..rounds {
                         compute(&argon2, &mut memory)?;
                     }
-                    Ok(rounds)
+                    Ok((rounds, thread_cpu_seconds() - cpu_started))
                 })
             })
             .collect();
@@ -103,9 +121,13 @@ pub fn report(rounds: u32) -> anyhow::Result<()> {
             .map(|t| t.join().map_err(|_| anyhow!("a hashing thread panicked"))?)
             .collect()
     });
-    let parallel = f64::from(done?.iter().sum::<u32>()) / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed().as_secs_f64();
+    let done = done?;
+    let computed = f64::from(done.iter().map(|(n, _)| n).sum::<u32>());
+    let parallel = computed / elapsed;
+    let cpu_parallel = done.iter().map(|(_, cpu)| cpu).sum::<f64>() / computed;
     println!(
-        "seconds_per_verify={median:.5} min={:.5} cores={cores} limit_per_second={:.2} parallel_per_second={parallel:.2} seconds_per_wipe={:.5}",
+        "seconds_per_verify={median:.5} min={:.5} cores={cores} limit_per_second={:.2} parallel_per_second={parallel:.2} seconds_per_wipe={:.5} cpu_alone={cpu_alone:.5} cpu_parallel={cpu_parallel:.5}",
         times[0],
         cores as f64 / median,
         wipes[wipes.len() / 2]
