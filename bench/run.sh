@@ -197,23 +197,26 @@ scenario_2() {
         fi
         [ "$BACKEND" = sqlite ] || cpu+=", database server $(ms_per_request "$database" "$WORK/s2-login-$r.txt") ms"
         "$HELPER" hash-time 12 >"$WORK/s2-hash-after-$r.txt"
-        if [ -n "$hash_ms" ]; then
-            # The ratio to the limit, split in two: the share of the cores the hashing threads
-            # had, and how fast each hash ran in CPU time against a hash alone, timed before and
-            # after (their product is the ratio, give or take wall time against CPU time).
-            cat "$WORK/s2-hash-before-$r.txt" "$WORK/s2-hash-after-$r.txt" |
-                sed 's/.*cores=\([0-9]*\).*cpu_alone=\([0-9.]*\).*/\1 \2/' |
-                awk -v logins="$(rps "$WORK/s2-login-$r.txt")" -v hash_ms="$hash_ms" \
-                    '{cores = $1; alone += $2 * 1000} END {
-                        printf "%.3f %.3f\n", logins * hash_ms / 1000 / cores, alone / NR / hash_ms }' \
-                    >"$WORK/s2-split-$r.txt"
-            read -r share speed <"$WORK/s2-split-$r.txt"
-            split=" | share of the cores hashing $share, CPU of a hash alone / in the run $speed"
-        fi
         limit=$(cat "$WORK/s2-hash-before-$r.txt" "$WORK/s2-hash-after-$r.txt" |
             sed 's/.*limit_per_second=\([0-9.]*\).*/\1/' | awk '{s += $1} END {printf "%.2f\n", s / NR}')
         parallel=$(cat "$WORK/s2-hash-before-$r.txt" "$WORK/s2-hash-after-$r.txt" |
             sed 's/.*parallel_per_second=\([0-9.]*\).*/\1/' | awk '{s += $1} END {printf "%.2f\n", s / NR}')
+        if [ -n "$hash_ms" ] && awk -v h="$hash_ms" 'BEGIN {exit !(h > 0)}'; then
+            # The round's ratio to the limit, split in two: the share of the cores the hashing
+            # threads had, and how fast a hash ran in the run against one alone, in CPU time
+            # (`cpu_alone` before and after, averaged as rates, as the limit is). Their product
+            # is the ratio but for the limit's wall time against CPU time.
+            cat "$WORK/s2-hash-before-$r.txt" "$WORK/s2-hash-after-$r.txt" |
+                sed 's/.*cores=\([0-9]*\).*cpu_alone=\([0-9.]*\).*/\1 \2/' |
+                awk -v logins="$(rps "$WORK/s2-login-$r.txt")" -v hash_ms="$hash_ms" \
+                    '{cores = $1; rate += 1 / ($2 * 1000)} END {
+                        printf "%.3f %.3f\n", logins * hash_ms / 1000 / cores, NR / rate / hash_ms }' \
+                    >"$WORK/s2-split-$r.txt"
+            read -r share speed <"$WORK/s2-split-$r.txt"
+            echo "$(ratio "$(rps "$WORK/s2-login-$r.txt")" "$limit") $share $speed" >"$WORK/s2-split-$r.txt"
+            split=" | ratio to the limit $(cut -d' ' -f1 "$WORK/s2-split-$r.txt"):"
+            split+=" share of the cores hashing $share × CPU of a hash alone / in the run $speed"
+        fi
         echo "$limit" >"$WORK/s2-limit-$r.txt"
         echo "$parallel" >"$WORK/s2-parallel-$r.txt"
         say "round $r: before: $(cat "$WORK/s2-hash-before-$r.txt") | logins $(rps "$WORK/s2-login-$r.txt")/s p50 $(pct "$WORK/s2-login-$r.txt" 50) ms, $(grep statuses "$WORK/s2-login-$r.txt") [$(errors "$WORK/s2-login-$r.txt")], CPU per login: $cpu | after: $(cat "$WORK/s2-hash-after-$r.txt")$split"
@@ -226,7 +229,7 @@ scenario_2() {
     rp=$(ratio "$logins" "$parallel")
     say "RESULT 2: median logins $logins/s; limit (cores / one verification) $limit/s, ratio $r2 (target >= 0.9: $(verdict "$r2 >= 0.9")); bare parallel verification $parallel/s, ratio $rp"
     if compgen -G "$WORK/s2-split-*.txt" >/dev/null; then
-        say "RESULT 2: median share of the cores hashing $(cut -d' ' -f1 "$WORK"/s2-split-*.txt | median); median CPU of a hash alone / in the run $(cut -d' ' -f2 "$WORK"/s2-split-*.txt | median)"
+        say "RESULT 2: medians of the rounds: ratio to the limit $(cut -d' ' -f1 "$WORK"/s2-split-*.txt | median) = share of the cores hashing $(cut -d' ' -f2 "$WORK"/s2-split-*.txt | median) × CPU of a hash alone / in the run $(cut -d' ' -f3 "$WORK"/s2-split-*.txt | median)"
     fi
 }
 

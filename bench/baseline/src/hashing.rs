@@ -52,14 +52,16 @@ fn compute(argon2: &Argon2<'_>, memory: &mut WorkingMemory) -> anyhow::Result<()
 
 /// CPU time this thread has used: a hash that waits for memory takes more of it, one that waits
 /// for a core does not.
-fn thread_cpu_seconds() -> f64 {
+fn thread_cpu_seconds() -> anyhow::Result<f64> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `now` is a valid timespec to write, and the clock exists on every Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+    // SAFETY: `now` is a valid timespec to write.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(now.tv_sec as f64 + now.tv_nsec as f64 / 1e9)
 }
 
 fn working_memory(argon2: &Argon2<'_>) -> anyhow::Result<WorkingMemory> {
@@ -71,24 +73,28 @@ fn working_memory(argon2: &Argon2<'_>) -> anyhow::Result<WorkingMemory> {
 /// Prints `seconds_per_verify`, `cores` and `limit_per_second` (cores / seconds per verify),
 /// timing `rounds` Argon2id computations on one thread after one warm-up; then
 /// `parallel_per_second`, what one thread per core actually computes together (memory
-/// bandwidth and whatever else runs on the machine bring it under the limit); `cpu_alone` and
-/// `cpu_parallel`, the mean CPU seconds one computation took on its thread alone and with one
-/// thread per core (a hash slowed by the other core's, through the memory they share, takes more
-/// CPU time; one that waits for a core does not); and `seconds_per_wipe`, the median time to zero the working memory, which the service does once a
-/// hashing thread is idle (after every hash before) and the figures above leave out.
+/// bandwidth and whatever else runs on the machine bring it under the limit);
+/// `seconds_per_wipe`, the median time to zero the working memory, which the service does once a
+/// hashing thread is idle (after every hash before) and the figures above leave out; then
+/// `cpu_alone`, the median CPU seconds of one computation on one thread alone (the timed hashes
+/// above), and `cpu_parallel`, the mean with one thread per core. A hash slowed by the hash on
+/// the other core, through what the cores share, or by a slower host takes more CPU time; one
+/// that waits for a core does not.
 pub fn report(rounds: u32) -> anyhow::Result<()> {
     let argon2 = argon2()?;
     let mut memory = working_memory(&argon2)?;
     let mut times = Vec::new();
+    let mut cpu_times = Vec::new();
     compute(&argon2, &mut memory)?; // warm-up
-    let cpu_started = thread_cpu_seconds();
     for _ in 0..rounds {
+        let cpu_started = thread_cpu_seconds()?;
         let started = Instant::now();
         compute(&argon2, &mut memory)?;
         times.push(started.elapsed().as_secs_f64());
+        cpu_times.push(thread_cpu_seconds()? - cpu_started);
     }
-    let cpu_alone = (thread_cpu_seconds() - cpu_started) / f64::from(rounds);
     times.sort_by(f64::total_cmp);
+    cpu_times.sort_by(f64::total_cmp);
     let mut wipes = Vec::new();
     for _ in 0..rounds {
         // Marks every block as written, as a hash does.
@@ -108,11 +114,11 @@ pub fn report(rounds: u32) -> anyhow::Result<()> {
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<(u32, f64)> {
                     let mut memory = working_memory(&argon2)?;
-                    let cpu_started = thread_cpu_seconds();
+                    let cpu_started = thread_cpu_seconds()?;
                     for _ in 0..rounds {
                         compute(&argon2, &mut memory)?;
                     }
-                    Ok((rounds, thread_cpu_seconds() - cpu_started))
+                    Ok((rounds, thread_cpu_seconds()? - cpu_started))
                 })
             })
             .collect();
@@ -127,10 +133,13 @@ pub fn report(rounds: u32) -> anyhow::Result<()> {
     let parallel = computed / elapsed;
     let cpu_parallel = done.iter().map(|(_, cpu)| cpu).sum::<f64>() / computed;
     println!(
-        "seconds_per_verify={median:.5} min={:.5} cores={cores} limit_per_second={:.2} parallel_per_second={parallel:.2} seconds_per_wipe={:.5} cpu_alone={cpu_alone:.5} cpu_parallel={cpu_parallel:.5}",
+        "seconds_per_verify={median:.5} min={:.5} cores={cores} limit_per_second={:.2} \
+         parallel_per_second={parallel:.2} seconds_per_wipe={:.5} cpu_alone={:.5} \
+         cpu_parallel={cpu_parallel:.5}",
         times[0],
         cores as f64 / median,
-        wipes[wipes.len() / 2]
+        wipes[wipes.len() / 2],
+        cpu_times[cpu_times.len() / 2]
     );
     Ok(())
 }
