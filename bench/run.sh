@@ -229,7 +229,7 @@ scenario_2() {
     rp=$(ratio "$logins" "$parallel")
     say "RESULT 2: median logins $logins/s; limit (cores / one verification) $limit/s, ratio $r2 (target >= 0.9: $(verdict "$r2 >= 0.9")); bare parallel verification $parallel/s, ratio $rp"
     if compgen -G "$WORK/s2-split-*.txt" >/dev/null; then
-        say "RESULT 2: medians of the rounds: ratio to the limit $(cut -d' ' -f1 "$WORK"/s2-split-*.txt | median) = share of the cores hashing $(cut -d' ' -f2 "$WORK"/s2-split-*.txt | median) × CPU of a hash alone / in the run $(cut -d' ' -f3 "$WORK"/s2-split-*.txt | median)"
+        say "RESULT 2: medians of the rounds, each taken on its own: ratio to the limit $(cut -d' ' -f1 "$WORK"/s2-split-*.txt | median); share of the cores hashing $(cut -d' ' -f2 "$WORK"/s2-split-*.txt | median); CPU of a hash alone / in the run $(cut -d' ' -f3 "$WORK"/s2-split-*.txt | median)"
     fi
 }
 
