@@ -174,7 +174,7 @@ scenario_1() {
 
 scenario_2() {
     say "## 2. Logins per second, against the Argon2id limit (wrk -t1 -c8, $((SECONDS_PER_RUN * 2))s, hash timed before and after, $ROUNDS rounds)"
-    local r limit parallel service hashing hashing_after database cpu hash_ms split share speed
+    local r limit parallel service hashing hashing_after database cpu hash_ms split round_ratio share speed
     for r in $(seq "$ROUNDS"); do
         "$HELPER" hash-time 12 >"$WORK/s2-hash-before-$r.txt"
         service=$(cpu_ticks "${PID[small]}")
@@ -208,13 +208,13 @@ scenario_2() {
             # is the ratio but for the limit's wall time against CPU time.
             cat "$WORK/s2-hash-before-$r.txt" "$WORK/s2-hash-after-$r.txt" |
                 sed 's/.*cores=\([0-9]*\).*cpu_alone=\([0-9.]*\).*/\1 \2/' |
-                awk -v logins="$(rps "$WORK/s2-login-$r.txt")" -v hash_ms="$hash_ms" \
+                awk -v logins="$(rps "$WORK/s2-login-$r.txt")" -v limit="$limit" -v hash_ms="$hash_ms" \
                     '{cores = $1; rate += 1 / ($2 * 1000)} END {
-                        printf "%.3f %.3f\n", logins * hash_ms / 1000 / cores, NR / rate / hash_ms }' \
+                        printf "%.3f %.3f %.3f\n", logins / limit,
+                            logins * hash_ms / 1000 / cores, NR / rate / hash_ms }' \
                     >"$WORK/s2-split-$r.txt"
-            read -r share speed <"$WORK/s2-split-$r.txt"
-            echo "$(ratio "$(rps "$WORK/s2-login-$r.txt")" "$limit") $share $speed" >"$WORK/s2-split-$r.txt"
-            split=" | ratio to the limit $(cut -d' ' -f1 "$WORK/s2-split-$r.txt"):"
+            read -r round_ratio share speed <"$WORK/s2-split-$r.txt"
+            split=" | ratio to the limit $round_ratio:"
             split+=" share of the cores hashing $share × CPU of a hash alone / in the run $speed"
         fi
         echo "$limit" >"$WORK/s2-limit-$r.txt"
