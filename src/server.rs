@@ -43,7 +43,7 @@ impl Server {
         .await?;
         let hasher =
             PasswordHasher::new(config.hash_params)?.with_max_wait(config.abuse.hash_max_wait);
-        let password_lane = PasswordLane::start(hasher.slots())?;
+        let password_lane = PasswordLane::start(hasher.slots(), &store)?;
         let tokens = Arc::new(TokenKeys::from_config(
             &config.secret_key,
             &config.jwt,
@@ -87,14 +87,14 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests finish
-    /// for up to `SHUTDOWN_GRACE`, and closes the database pool.
+    /// for up to `SHUTDOWN_GRACE`, and closes the database connections.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
-        // Kept until the pool is closed: connections a login opened on the lane need the
-        // lane's runtime to say goodbye to the database.
+        // Kept until its connections are closed: they need the lane's runtime to say goodbye
+        // to the database.
         let password_lane = self.state.password_lane.clone();
         let app = http::app(self.state);
         let (stopping, mut stop_requested) = watch::channel(false);
@@ -120,7 +120,11 @@ impl Server {
                 Ok(())
             }
         };
-        if tokio::time::timeout(POOL_CLOSE_LIMIT, store.close())
+        let close_pools = async {
+            store.close().await;
+            password_lane.store().close().await;
+        };
+        if tokio::time::timeout(POOL_CLOSE_LIMIT, close_pools)
             .await
             .is_err()
         {

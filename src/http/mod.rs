@@ -24,6 +24,7 @@ mod token;
 mod users;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -43,7 +44,7 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::email::Mailer;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -67,6 +68,21 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Runs `work` on the password lane and waits for it (`PasswordLane::run`), giving it this
+    /// state with the lane's own database connections in place of the shared ones.
+    pub async fn on_password_lane<T, F>(self, work: impl FnOnce(AppState) -> F) -> Result<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let lane = self.password_lane.clone();
+        let state = AppState {
+            store: lane.store().clone(),
+            ..self
+        };
+        lane.run(work(state)).await
+    }
+
     /// What the email flows need to send links.
     pub fn outbound(&self) -> Outbound<'_> {
         Outbound {

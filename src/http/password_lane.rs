@@ -14,9 +14,14 @@
 //! Only the handler runs on the lane: reading the request, its rate limit and its extraction
 //! stay on the shared workers, which is where a flood refused with 429 is refused.
 //!
-//! The database pool is shared. A connection reports its readiness through the runtime that
-//! opened it, so one that a login opened serves later requests through the lane's event loop
-//! too, and the other way round; the server closes the pool before the lane stops.
+//! The lane has database connections of its own (`Store::with_own_connections`), which the
+//! database server shows as `gatehouse-login`. A PostgreSQL connection reports its readiness
+//! through the runtime that opened it, and with one pool for both, which runtime that was
+//! depended on which request happened to open it: a login's answer could wake a shared worker
+//! first, and a signed-in request's answer the lane, behind the flood's work. Measured, the
+//! difference is small (bench/RESULTS.md): the bulkhead now holds by construction, not by the
+//! pool's history. The server closes these connections before the lane stops, as it needs the
+//! lane's runtime to say goodbye to the database.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,15 +34,22 @@ use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 /// Hashing threads per lane thread: a login's other work is about a fifteenth of its hash, so
 /// one lane thread keeps up with the logins of several hashing threads.
 const HASHING_THREADS_PER_LANE_THREAD: usize = 8;
 
+/// Database connections beyond one per hashing thread. A login holds one only to read the
+/// account and to start the session, not while it waits for or runs its hash: one per
+/// hashing thread and a few more keep up with what the hashing threads can verify.
+const SPARE_CONNECTIONS: u32 = 2;
+
 /// A handle on the lane; cheap to clone. Its threads stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct PasswordLane {
     handle: Handle,
+    store: Arc<dyn Store>,
     _runtime: Arc<Owner>,
 }
 
@@ -54,9 +66,10 @@ impl Drop for Owner {
 }
 
 impl PasswordLane {
-    /// Starts a lane sized for `hashing_threads` hashing threads. Its threads take the
-    /// scheduling settings of the calling thread (`crate::scheduling`).
-    pub fn start(hashing_threads: usize) -> anyhow::Result<Self> {
+    /// Starts a lane sized for `hashing_threads` hashing threads, with connections of its own
+    /// to `store`'s database. Its threads take the scheduling settings of the calling thread
+    /// (`crate::scheduling`).
+    pub fn start(hashing_threads: usize, store: &Arc<dyn Store>) -> anyhow::Result<Self> {
         let threads = hashing_threads
             .div_ceil(HASHING_THREADS_PER_LANE_THREAD)
             .max(1);
@@ -66,10 +79,23 @@ impl PasswordLane {
             .enable_all()
             .build()
             .context("starting the login threads")?;
+        let connections = u32::try_from(hashing_threads)
+            .unwrap_or(u32::MAX)
+            .saturating_add(SPARE_CONNECTIONS);
+        let store = {
+            let _inside = runtime.enter();
+            store.clone().with_own_connections("login", connections)
+        };
         Ok(Self {
             handle: runtime.handle().clone(),
+            store,
             _runtime: Arc::new(Owner(Some(runtime))),
         })
+    }
+
+    /// The store to use in work run on the lane: its own connections to the database.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// Runs `work` on the lane, in the caller's tracing span, and waits for it; an error only
@@ -116,12 +142,25 @@ mod tests {
     use tokio::time::timeout;
 
     use super::*;
+    use crate::store::{self, ConnectOptions};
 
     const PATIENCE: Duration = Duration::from_secs(10);
 
+    /// A lane beside an in-memory database, which these tests do not read.
+    async fn lane(hashing_threads: usize) -> PasswordLane {
+        let store = store::connect(&ConnectOptions {
+            url: "sqlite::memory:".into(),
+            acquire_timeout: PATIENCE,
+            session_cache_entries: 0,
+        })
+        .await
+        .unwrap();
+        PasswordLane::start(hashing_threads, &store).unwrap()
+    }
+
     #[tokio::test]
     async fn runs_the_work_on_a_lane_thread() {
-        let lane = PasswordLane::start(2).unwrap();
+        let lane = lane(2).await;
         let thread = lane
             .run(async { std::thread::current().name().map(str::to_owned) })
             .await
@@ -138,7 +177,7 @@ mod tests {
                 let _ = self.0.take().map(|tx| tx.send(()));
             }
         }
-        let lane = PasswordLane::start(1).unwrap();
+        let lane = lane(1).await;
         let (started_tx, started) = oneshot::channel();
         let (dropped_tx, dropped) = oneshot::channel();
         let work = async move {
@@ -161,16 +200,17 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "a bug in the handler")]
     async fn a_panic_goes_on_in_the_caller() {
-        let lane = PasswordLane::start(1).unwrap();
+        let lane = lane(1).await;
         let _ = lane.run(async { panic!("a bug in the handler") }).await;
     }
 
     #[tokio::test]
     async fn a_stopped_lane_answers_unavailable() {
-        let lane = PasswordLane::start(1).unwrap();
+        let lane = lane(1).await;
         // The same threads, without a share in keeping them running.
         let orphan = PasswordLane {
             handle: lane.handle.clone(),
+            store: lane.store.clone(),
             _runtime: Arc::new(Owner(None)),
         };
         drop(lane);

@@ -109,8 +109,9 @@ async fn issue_token(
     if request.grant_type.as_deref() == Some("refresh_token") {
         return grant_token(state, client, request).await;
     }
-    let lane = state.password_lane.clone();
-    lane.run(grant_token(state, client, request)).await?
+    state
+        .on_password_lane(|state| grant_token(state, client, request))
+        .await?
 }
 
 /// The work of `issue_token`; a password grant's on the password lane (`super::password_lane`).

@@ -185,8 +185,9 @@ async fn sign_up(
     _: PerIp<Signup>,
     ApiJson(request): ApiJson<SignUpRequest>,
 ) -> Result<Json<UserResponse>> {
-    let lane = state.password_lane.clone();
-    lane.run(create_account(state, client, request)).await?
+    state
+        .on_password_lane(|state| create_account(state, client, request))
+        .await?
 }
 
 /// The work of `sign_up`, on the password lane (`super::password_lane`).

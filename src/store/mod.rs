@@ -47,6 +47,14 @@ pub trait Store:
     async fn count_active_sessions(&self, now: DateTime<Utc>) -> StoreResult<i64>;
     /// Lookups answered from memory and from the database, for `/metrics`.
     fn session_cache_stats(&self) -> SessionCacheStats;
+    /// The same database and session cache through connections of its own, at most
+    /// `max_connections`, for the async runtime that calls this (`http::password_lane`); it
+    /// opens them and awaits their answers. A PostgreSQL connection reports its socket's
+    /// readiness through the runtime that opened it, so a shared pool would have one runtime
+    /// wake up for another's queries. The database sees them named after `role` (PostgreSQL's
+    /// `application_name`). SQLite's connections are threads of their own, ready for any
+    /// runtime: there it is this same store. Call it inside the runtime (`Handle::enter`).
+    fn with_own_connections(self: Arc<Self>, role: &str, max_connections: u32) -> Arc<dyn Store>;
 }
 
 #[async_trait]

@@ -1,29 +1,42 @@
 //! PostgreSQL: the production backend.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::Connection;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::lost_connections;
 use super::session_cache::{SessionCache, follow_postgres};
 use super::sql::{bind_new_session, impl_store, insert_session, session_columns};
-use super::{ConnectOptions, NewSession, Session, StoreResult, redact_url};
+use super::{ConnectOptions, NewSession, Session, Store, StoreResult, redact_url};
 
 /// How long a pooled connection may sit unused before it is checked again before use.
 const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// What the database server shows as the service's connections (`pg_stat_activity`) when the
+/// URL names none; those of `own_connections` add their role to it.
+const APPLICATION_NAME: &str = "gatehouse";
 
 pub struct PgStore {
     pool: PgPool,
     cache: Arc<SessionCache>,
     /// The task that keeps `cache` in step with every instance's writes.
     follower: Option<tokio::task::AbortHandle>,
+    /// Whether this store closes `cache` when it stops; one made by `own_connections` shares
+    /// its parent's and leaves that to the parent.
+    owns_cache: bool,
 }
 
 impl PgStore {
     pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Self> {
+        let connecting = || format!("connecting to {}", redact_url(&options.url));
+        let mut connect = PgConnectOptions::from_str(&options.url).with_context(connecting)?;
+        if connect.get_application_name().is_none() {
+            connect = connect.application_name(APPLICATION_NAME);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // sqlx already checks each connection with a round trip when it comes back to
@@ -47,9 +60,9 @@ impl PgStore {
                 })
             })
             .acquire_timeout(options.acquire_timeout)
-            .connect(&options.url)
+            .connect_with(connect)
             .await
-            .with_context(|| format!("connecting to {}", redact_url(&options.url)))?;
+            .with_context(connecting)?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
@@ -59,6 +72,7 @@ impl PgStore {
                 pool,
                 cache: Arc::new(SessionCache::disabled()),
                 follower: None,
+                owns_cache: true,
             });
         }
         let cache = Arc::new(SessionCache::following_notifications(
@@ -69,6 +83,7 @@ impl PgStore {
             pool,
             cache,
             follower: Some(follower),
+            owns_cache: true,
         })
     }
 }
@@ -113,7 +128,32 @@ impl PgStore {
         if let Some(follower) = &self.follower {
             follower.abort();
         }
-        self.cache.close();
+        if self.owns_cache {
+            self.cache.close();
+        }
+    }
+
+    /// A pool of its own with the same settings, connecting on first use (from the calling
+    /// runtime), beside the same session cache. The cache needs no follower of its own: the
+    /// parent's hears this pool's writes like any other instance's.
+    fn own_connections(self: Arc<Self>, role: &str, max_connections: u32) -> Arc<dyn Store> {
+        let connect = self.pool.connect_options();
+        let name = format!(
+            "{}-{role}",
+            connect.get_application_name().unwrap_or(APPLICATION_NAME)
+        );
+        let pool = self
+            .pool
+            .options()
+            .clone()
+            .max_connections(max_connections)
+            .connect_lazy_with((*connect).clone().application_name(&name));
+        Arc::new(Self {
+            pool,
+            cache: self.cache.clone(),
+            follower: None,
+            owns_cache: false,
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use super::session_cache::{SessionCache, WalWatch};
 use super::sql::{
     bind_new_session, impl_store, insert_event, insert_refresh_token, insert_session,
 };
-use super::{ConnectOptions, NewSession, Session, StoreResult};
+use super::{ConnectOptions, NewSession, Session, Store, StoreResult};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -89,6 +89,11 @@ impl SqliteStore {
     /// each lookup); the cache just stops serving.
     fn stop_background_work(&self) {
         self.cache.close();
+    }
+
+    /// Itself: its connections run on threads of their own and wake whichever runtime waits.
+    fn own_connections(self: Arc<Self>, _role: &str, _max_connections: u32) -> Arc<dyn Store> {
+        self
     }
 }
 

@@ -8,6 +8,7 @@ mod abuse;
 mod admin;
 mod admin_cli;
 mod cli;
+mod connections;
 mod contract;
 mod docs;
 mod email;

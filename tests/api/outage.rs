@@ -46,6 +46,16 @@ async fn postgres_outage_is_503_and_recovers() {
         recovers(&app, &token).await,
         "the service reconnects by itself"
     );
+    // Logins and sign-ups have connections of their own (the password lane's): they
+    // reconnect too.
+    assert_eq!(
+        app.login("alice", "correct horse battery").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.signup("bob", "violet harbor nine").await.status(),
+        StatusCode::OK
+    );
     admin.close().await;
 }
 

@@ -70,8 +70,9 @@ pub async fn submit_login(
     _: PerIpPage<Login>,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, PageError> {
-    let lane = state.password_lane.clone();
-    lane.run(log_in(state, ctx, client, form)).await?
+    state
+        .on_password_lane(|state| log_in(state, ctx, client, form))
+        .await?
 }
 
 /// The work of `submit_login`, on the password lane (`crate::http::PasswordLane`).
@@ -160,8 +161,9 @@ pub async fn submit_signup(
     _: PerIpPage<Signup>,
     CsrfForm(fields): CsrfForm<SignupFields>,
 ) -> Result<Response, PageError> {
-    let lane = state.password_lane.clone();
-    lane.run(sign_up(state, ctx, client, fields)).await?
+    state
+        .on_password_lane(|state| sign_up(state, ctx, client, fields))
+        .await?
 }
 
 /// The work of `submit_signup`, on the password lane (`crate::http::PasswordLane`).

@@ -94,6 +94,14 @@ macro_rules! impl_store {
                 self.cache.stats()
             }
 
+            fn with_own_connections(
+                self: std::sync::Arc<Self>,
+                role: &str,
+                max_connections: u32,
+            ) -> std::sync::Arc<dyn $crate::store::Store> {
+                self.own_connections(role, max_connections)
+            }
+
             async fn count_active_sessions(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
