@@ -120,9 +120,14 @@ impl Server {
                 Ok(())
             }
         };
+        let lane_store = password_lane.store().clone();
         let close_pools = async {
-            store.close().await;
-            password_lane.store().close().await;
+            // On SQLite the lane uses the same store.
+            if Arc::ptr_eq(&store, &lane_store) {
+                store.close().await;
+            } else {
+                tokio::join!(store.close(), lane_store.close());
+            }
         };
         if tokio::time::timeout(POOL_CLOSE_LIMIT, close_pools)
             .await

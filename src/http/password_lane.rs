@@ -20,8 +20,8 @@
 //! depended on which request happened to open it: a login's answer could wake a shared worker
 //! first, and a signed-in request's answer the lane, behind the flood's work. Measured, the
 //! difference is small (bench/RESULTS.md): the bulkhead now holds by construction, not by the
-//! pool's history. The server closes these connections before the lane stops, as it needs the
-//! lane's runtime to say goodbye to the database.
+//! pool's history. The server closes these connections before the lane stops, since closing
+//! them needs the lane's runtime to say goodbye to the database.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -82,10 +82,9 @@ impl PasswordLane {
         let connections = u32::try_from(hashing_threads)
             .unwrap_or(u32::MAX)
             .saturating_add(SPARE_CONNECTIONS);
-        let store = {
-            let _inside = runtime.enter();
-            store.clone().with_own_connections("login", connections)
-        };
+        let store = store
+            .clone()
+            .with_own_connections(runtime.handle(), "login", connections);
         Ok(Self {
             handle: runtime.handle().clone(),
             store,
@@ -101,8 +100,9 @@ impl PasswordLane {
     /// Runs `work` on the lane, in the caller's tracing span, and waits for it; an error only
     /// if the lane has stopped. Dropping the returned future (the client went away) cancels
     /// the work, as it would on the shared workers, so an abandoned login does not go on to
-    /// hash. A panic in `work` goes on in the caller.
-    pub async fn run<T: Send + 'static>(
+    /// hash. A panic in `work` goes on in the caller. Handlers go through
+    /// `AppState::on_password_lane`, which gives the work the lane's store.
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = T> + Send + 'static,
     ) -> Result<T> {

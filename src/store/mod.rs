@@ -48,13 +48,18 @@ pub trait Store:
     /// Lookups answered from memory and from the database, for `/metrics`.
     fn session_cache_stats(&self) -> SessionCacheStats;
     /// The same database and session cache through connections of its own, at most
-    /// `max_connections`, for the async runtime that calls this (`http::password_lane`); it
-    /// opens them and awaits their answers. A PostgreSQL connection reports its socket's
-    /// readiness through the runtime that opened it, so a shared pool would have one runtime
-    /// wake up for another's queries. The database sees them named after `role` (PostgreSQL's
-    /// `application_name`). SQLite's connections are threads of their own, ready for any
-    /// runtime: there it is this same store. Call it inside the runtime (`Handle::enter`).
-    fn with_own_connections(self: Arc<Self>, role: &str, max_connections: u32) -> Arc<dyn Store>;
+    /// `max_connections`, for the async runtime `runtime` (`http::password_lane`): that runtime
+    /// opens them and wakes for their answers. A PostgreSQL connection reports its socket's
+    /// readiness through the runtime that opened it, so with one pool for two runtimes, which
+    /// one woke for a query's answer would depend on which request opened the connection. The
+    /// database sees them named after `role` (PostgreSQL's `application_name`). SQLite's
+    /// connections are threads of their own, ready for any runtime: there it is this store.
+    fn with_own_connections(
+        self: Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        role: &str,
+        max_connections: u32,
+    ) -> Arc<dyn Store>;
 }
 
 #[async_trait]

@@ -16,18 +16,21 @@ use super::{ConnectOptions, NewSession, Session, Store, StoreResult, redact_url}
 /// How long a pooled connection may sit unused before it is checked again before use.
 const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// What the database server shows as the service's connections (`pg_stat_activity`) when the
-/// URL names none; those of `own_connections` add their role to it.
+/// What the database server shows as the service's connections (`pg_stat_activity`) when
+/// neither the URL nor `PGAPPNAME` names them; those of `own_connections` add their role to it.
 const APPLICATION_NAME: &str = "gatehouse";
+
+/// PostgreSQL keeps the first 63 bytes of a connection's name.
+const APPLICATION_NAME_MAX: usize = 63;
 
 pub struct PgStore {
     pool: PgPool,
     cache: Arc<SessionCache>,
     /// The task that keeps `cache` in step with every instance's writes.
     follower: Option<tokio::task::AbortHandle>,
-    /// Whether this store closes `cache` when it stops; one made by `own_connections` shares
-    /// its parent's and leaves that to the parent.
-    owns_cache: bool,
+    /// For a store made by `own_connections`, the store whose session cache it shares, kept
+    /// alive so that its change feed goes on keeping the cache in step; it closes the cache.
+    parent: Option<Arc<PgStore>>,
 }
 
 impl PgStore {
@@ -72,7 +75,7 @@ impl PgStore {
                 pool,
                 cache: Arc::new(SessionCache::disabled()),
                 follower: None,
-                owns_cache: true,
+                parent: None,
             });
         }
         let cache = Arc::new(SessionCache::following_notifications(
@@ -83,7 +86,7 @@ impl PgStore {
             pool,
             cache,
             follower: Some(follower),
-            owns_cache: true,
+            parent: None,
         })
     }
 }
@@ -128,31 +131,40 @@ impl PgStore {
         if let Some(follower) = &self.follower {
             follower.abort();
         }
-        if self.owns_cache {
+        if self.parent.is_none() {
             self.cache.close();
         }
     }
 
-    /// A pool of its own with the same settings, connecting on first use (from the calling
-    /// runtime), beside the same session cache. The cache needs no follower of its own: the
-    /// parent's hears this pool's writes like any other instance's.
-    fn own_connections(self: Arc<Self>, role: &str, max_connections: u32) -> Arc<dyn Store> {
+    /// A pool of its own with the same settings, connecting on first use, beside the same
+    /// session cache. The cache needs no follower of its own: the parent's hears this pool's
+    /// writes like any other instance's.
+    fn own_connections(
+        self: Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        role: &str,
+        max_connections: u32,
+    ) -> Arc<dyn Store> {
         let connect = self.pool.connect_options();
+        let suffix = format!("-{role}");
         let name = format!(
-            "{}-{role}",
-            connect.get_application_name().unwrap_or(APPLICATION_NAME)
+            "{}{suffix}",
+            truncated(
+                connect.get_application_name().unwrap_or(APPLICATION_NAME),
+                APPLICATION_NAME_MAX.saturating_sub(suffix.len()),
+            )
         );
-        let pool = self
-            .pool
-            .options()
-            .clone()
-            .max_connections(max_connections)
-            .connect_lazy_with((*connect).clone().application_name(&name));
+        let options = self.pool.options().clone().max_connections(max_connections);
+        // The pool starts its idle-connection reaper on the current runtime.
+        let pool = {
+            let _inside = runtime.enter();
+            options.connect_lazy_with((*connect).clone().application_name(&name))
+        };
         Arc::new(Self {
             pool,
             cache: self.cache.clone(),
             follower: None,
-            owns_cache: false,
+            parent: Some(self),
         })
     }
 }
@@ -164,3 +176,31 @@ impl Drop for PgStore {
 }
 
 impl_store!(PgStore);
+
+/// The longest start of `text` within `max_bytes` that ends on a character boundary.
+fn truncated(text: &str, max_bytes: usize) -> &str {
+    let mut end = text.len().min(max_bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_name_is_cut_on_a_character_boundary() {
+        assert_eq!(truncated("gatehouse", 63), "gatehouse");
+        // "é" is two bytes: a cut through it keeps the byte before.
+        assert_eq!(truncated("abé", 3), "ab");
+        assert_eq!(truncated("abé", 4), "abé");
+        let long = "é".repeat(40);
+        let name = format!(
+            "{}-login",
+            truncated(&long, APPLICATION_NAME_MAX - "-login".len())
+        );
+        assert!(name.len() <= APPLICATION_NAME_MAX && name.ends_with("-login"));
+    }
+}

@@ -92,7 +92,12 @@ impl SqliteStore {
     }
 
     /// Itself: its connections run on threads of their own and wake whichever runtime waits.
-    fn own_connections(self: Arc<Self>, _role: &str, _max_connections: u32) -> Arc<dyn Store> {
+    fn own_connections(
+        self: Arc<Self>,
+        _runtime: &tokio::runtime::Handle,
+        _role: &str,
+        _max_connections: u32,
+    ) -> Arc<dyn Store> {
         self
     }
 }

@@ -46,8 +46,8 @@ async fn postgres_outage_is_503_and_recovers() {
         recovers(&app, &token).await,
         "the service reconnects by itself"
     );
-    // Logins and sign-ups have connections of their own (the password lane's): they
-    // reconnect too.
+    // Logins and sign-ups have connections of their own (the password lane's), which were
+    // cut too.
     assert_eq!(
         app.login("alice", "correct horse battery").await.status(),
         StatusCode::OK

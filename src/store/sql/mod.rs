@@ -96,10 +96,11 @@ macro_rules! impl_store {
 
             fn with_own_connections(
                 self: std::sync::Arc<Self>,
+                runtime: &tokio::runtime::Handle,
                 role: &str,
                 max_connections: u32,
             ) -> std::sync::Arc<dyn $crate::store::Store> {
-                self.own_connections(role, max_connections)
+                self.own_connections(runtime, role, max_connections)
             }
 
             async fn count_active_sessions(
