@@ -75,3 +75,112 @@ async fn a_name_given_in_the_url_is_kept() {
     app.signup_and_login("alice").await;
     assert_eq!(connection_names(&app, "shop").await, ["shop", "shop-login"]);
 }
+
+/// Each of the service's connections to PostgreSQL sends what it writes at once
+/// (`TCP_NODELAY`). With Nagle's algorithm on, the second of two small writes waits for the
+/// server to acknowledge the first, which Linux delays by up to 40 ms. Opening a TLS
+/// connection makes two such pairs, so each new connection took about 90 ms longer on
+/// loopback (sqlx 0.9.0 left the algorithm on; 0.9.1 turns it off). What a user saw was a
+/// slow start and slow requests whenever the pool grew; this checks the cause, which a timing
+/// could not pin down on a shared machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_postgres_send_without_delay() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    app.signup_and_login("alice").await;
+    let TestDb::Postgres { pool, .. } = &app.db else {
+        unreachable!()
+    };
+    // The service's end of each of its connections, as the server sees it (null for a Unix
+    // socket, where there is no Nagle's algorithm to turn off).
+    let ports: Vec<(String, Option<i32>)> = sqlx::query_as(
+        "SELECT application_name, client_port FROM pg_stat_activity \
+         WHERE datname = current_database() AND starts_with(application_name, 'gatehouse')",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let names: std::collections::BTreeSet<_> =
+        ports.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["gatehouse", "gatehouse-login"].into());
+    if ports.iter().all(|(_, port)| port.is_none_or(|p| p < 0)) {
+        eprintln!("skipping: the test database is reached through a Unix socket");
+        return;
+    }
+
+    let sockets = tcp_sockets_by_local_port();
+    for (name, port) in ports {
+        let port = u16::try_from(port.unwrap()).unwrap();
+        let fd = sockets
+            .get(&port)
+            .unwrap_or_else(|| panic!("no socket of this process has local port {port} ({name})"));
+        assert!(
+            sends_without_delay(*fd),
+            "the {name} connection from port {port} has Nagle's algorithm on"
+        );
+    }
+}
+
+/// This process's TCP sockets, by local port (`/proc/self/net/tcp*` gives each socket's port
+/// and inode; `/proc/self/fd` gives the file descriptor of each inode).
+fn tcp_sockets_by_local_port() -> std::collections::HashMap<u16, std::os::fd::RawFd> {
+    let mut port_of_inode = std::collections::HashMap::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(inode)) = (fields.get(1), fields.get(9)) else {
+                continue;
+            };
+            let (_, port) = local.rsplit_once(':').unwrap();
+            port_of_inode.insert(inode.to_string(), u16::from_str_radix(port, 16).unwrap());
+        }
+    }
+    let mut sockets = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+        else {
+            continue;
+        };
+        if let (Some(port), Ok(fd)) = (
+            port_of_inode.get(inode),
+            entry.file_name().to_string_lossy().parse(),
+        ) {
+            sockets.insert(*port, fd);
+        }
+    }
+    sockets
+}
+
+fn sends_without_delay(fd: std::os::fd::RawFd) -> bool {
+    let mut on: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `on` and `len` outlive the call and `len` is the size of `on`. A descriptor
+    // closed in the meantime makes the call fail, which the assert reports.
+    let result = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&raw mut on).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(
+        result,
+        0,
+        "getsockopt(TCP_NODELAY) on descriptor {fd}: {}",
+        std::io::Error::last_os_error()
+    );
+    on != 0
+}
