@@ -466,6 +466,39 @@ scenario_6() {
         say "$run: first answer after $(((t1 - t0) / 1000000)) ms; idle RSS $idle MB"
         stop cold
     done
+    if [ "$BACKEND" = postgres ]; then first_seconds_on_postgres; fi
+}
+
+# Whatever a new database connection costs, a service just started pays it on its first
+# requests: its pools open connections as requests need them.
+first_seconds_on_postgres() {
+    say "## 6, PostgreSQL: the first seconds of a service just started on a new database (start to first answer, the first sign-up, the first login, then GET /notes/ paced at wrk -c8, one request per 5 ms per connection, for 3 s at once and again for 3 s after 3 s more; 3 runs)"
+    local run port=$((PORT + 3)) t0 t1 t2 t3
+    for run in 1 2 3; do
+        local url
+        url=$(database_url "first$run")
+        t0=$(date +%s%N)
+        start_gatehouse first "$url" "$port" "${GENEROUS_LIMITS[@]}"
+        t1=$(date +%s%N)
+        curl -fs -o /dev/null -X POST "http://127.0.0.1:$port/users/" -H 'content-type: application/json' \
+            -d "{\"username\":\"first\",\"email\":\"first@example.com\",\"password\":\"$BENCH_PASSWORD\"}"
+        t2=$(date +%s%N)
+        curl -fs -X POST "http://127.0.0.1:$port/token" -d "username=first&password=$BENCH_PASSWORD" |
+            sed 's/.*"access_token":"\([^"]*\)".*/\1/' >"$WORK/s6-token-$run"
+        t3=$(date +%s%N)
+        local phase
+        for phase in first later; do
+            [ $phase = first ] || sleep 3
+            BENCH_TOKENS=$WORK/s6-token-$run BENCH_PATH=/notes/ BENCH_DELAY_MS=5 $WRK -c8 -d3s \
+                -s bench/wrk/me.lua "http://127.0.0.1:$port" >"$WORK/s6-notes-$phase-$run.txt"
+        done
+        say "run $run: first answer after $(((t1 - t0) / 1000000)) ms; first sign-up $(((t2 - t1) / 1000000)) ms; first login $(((t3 - t2) / 1000000)) ms; GET /notes/ p99 in the first 3 s $(pct "$WORK/s6-notes-first-$run.txt" 99) ms (max $(awk '$1 == "Latency" {print $4; exit}' "$WORK/s6-notes-first-$run.txt")), 3 s later $(pct "$WORK/s6-notes-later-$run.txt" 99) ms [$(errors "$WORK/s6-notes-first-$run.txt")]"
+        stop first
+    done
+    local first later
+    first=$(for f in "$WORK"/s6-notes-first-*.txt; do pct "$f" 99; done | median)
+    later=$(for f in "$WORK"/s6-notes-later-*.txt; do pct "$f" 99; done | median)
+    say "RESULT 6 (PostgreSQL): median GET /notes/ p99 in the first 3 s $first ms, 3 s later $later ms; ratio $(ratio "$first" "$later")"
 }
 
 # --- main --------------------------------------------------------------------------------------
