@@ -120,6 +120,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         url: config.database_url.clone(),
         acquire_timeout: config.db_acquire_timeout,
         session_cache_entries: 0,
+        min_connections: 0,
     })
     .await?;
     println!("Migrations applied to {}", redact_url(&config.database_url));

@@ -408,6 +408,8 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// Live sessions kept in memory (`SESSION_CACHE_ENTRIES`, 0 turns the cache off).
     pub session_cache_entries: usize,
+    /// PostgreSQL connections opened at start and kept open (`DATABASE_MIN_CONNECTIONS`).
+    pub db_min_connections: u32,
     pub production: bool,
     pub jwt: JwtConfig,
     /// Rate limits, login throttling, password policy, trusted proxies.
@@ -431,6 +433,19 @@ where
             .parse()
             .map_err(|e| anyhow::anyhow!("{name}={raw:?} is not valid: {e}")),
     }
+}
+
+/// `DATABASE_MIN_CONNECTIONS`: the default covers a burst of requests on both cores of a
+/// small machine; at most the pool's size.
+fn min_connections() -> anyhow::Result<u32> {
+    let min = parsed("DATABASE_MIN_CONNECTIONS", 4)?;
+    if min > crate::store::MAX_CONNECTIONS {
+        bail!(
+            "DATABASE_MIN_CONNECTIONS must be at most {} (the pool's size; got {min})",
+            crate::store::MAX_CONNECTIONS
+        );
+    }
+    Ok(min)
 }
 
 impl Config {
@@ -499,6 +514,7 @@ impl Config {
             hash_params,
             db_acquire_timeout: Duration::from_secs(parsed("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),
             session_cache_entries: parsed("SESSION_CACHE_ENTRIES", 10_000)?,
+            db_min_connections: min_connections()?,
             production,
             jwt: JwtConfig::from_env()?,
             abuse: AbuseProtection::from_env()?,

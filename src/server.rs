@@ -39,6 +39,7 @@ impl Server {
             url: config.database_url.clone(),
             acquire_timeout: config.db_acquire_timeout,
             session_cache_entries: config.session_cache_entries,
+            min_connections: config.db_min_connections,
         })
         .await?;
         let hasher =

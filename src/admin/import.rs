@@ -71,8 +71,9 @@ pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     let target = store::connect(&ConnectOptions {
         url: config.database_url.clone(),
         acquire_timeout: config.db_acquire_timeout,
-        // A command runs for a moment: nothing to cache.
+        // A command runs for a moment: nothing to cache, no connections to keep ready.
         session_cache_entries: 0,
+        min_connections: 0,
     })
     .await?;
     let store = target.as_ref();

@@ -152,6 +152,7 @@ mod tests {
             url: "sqlite::memory:".into(),
             acquire_timeout: PATIENCE,
             session_cache_entries: 0,
+            min_connections: 0,
         })
         .await
         .unwrap();

@@ -279,7 +279,14 @@ pub struct ConnectOptions {
     pub acquire_timeout: Duration,
     /// How many live sessions to keep in memory (0: read every session from the database).
     pub session_cache_entries: usize,
+    /// PostgreSQL connections to open at start and keep open while idle, so that requests
+    /// do not wait for one to open (0 for a command that runs once). SQLite opens a file and
+    /// needs none.
+    pub min_connections: u32,
 }
+
+/// The most connections a PostgreSQL store opens (besides those of `with_own_connections`).
+pub const MAX_CONNECTIONS: u32 = 16;
 
 /// Opens the database named by the URL's scheme (`postgres://`, `postgresql://` or
 /// `sqlite:`) and runs its pending migrations.

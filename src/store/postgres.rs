@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::lost_connections;
 use super::session_cache::{SessionCache, follow_postgres};
 use super::sql::{bind_new_session, impl_store, insert_session, session_columns};
-use super::{ConnectOptions, NewSession, Session, Store, StoreResult, redact_url};
+use super::{ConnectOptions, MAX_CONNECTIONS, NewSession, Session, Store, StoreResult, redact_url};
 
 /// How long a pooled connection may sit unused before it is checked again before use.
 const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -41,7 +41,8 @@ impl PgStore {
             connect = connect.application_name(APPLICATION_NAME);
         }
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(MAX_CONNECTIONS)
+            .min_connections(options.min_connections)
             // sqlx already checks each connection with a round trip when it comes back to
             // the pool; checking it again before each use (its default) was one more round
             // trip per query. A connection that sat idle for a while may have been cut since
@@ -63,9 +64,11 @@ impl PgStore {
                 })
             })
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .with_context(connecting)?;
+            .connect_lazy_with(connect);
+        // One connection now, so that a wrong URL or password stops the start with its error;
+        // the others open in the background.
+        pool.acquire().await.with_context(connecting)?;
+        open_min_connections(&pool, &tokio::runtime::Handle::current());
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
@@ -154,12 +157,17 @@ impl PgStore {
                 APPLICATION_NAME_MAX.saturating_sub(suffix.len()),
             )
         );
-        let options = self.pool.options().clone().max_connections(max_connections);
+        let parent = self.pool.options();
+        let options = parent
+            .clone()
+            .max_connections(max_connections)
+            .min_connections(parent.get_min_connections().min(max_connections));
         // The pool starts its idle-connection reaper on the current runtime.
         let pool = {
             let _inside = runtime.enter();
             options.connect_lazy_with((*connect).clone().application_name(&name))
         };
+        open_min_connections(&pool, runtime);
         Arc::new(Self {
             pool,
             cache: self.cache.clone(),
@@ -167,6 +175,23 @@ impl PgStore {
             parent: Some(self),
         })
     }
+}
+
+/// Opens the pool's `min_connections` side by side, in the background on `runtime` (whose
+/// event loop then serves them), so that the first requests find them open. sqlx keeps that
+/// many open once they are, but opens them one after another, and for a pool made with
+/// `connect_lazy_with` only when its reaper first runs (after `idle_timeout`). One that fails
+/// to open is left to the requests, which open connections as they need them.
+fn open_min_connections(pool: &PgPool, runtime: &tokio::runtime::Handle) {
+    let pool = pool.clone();
+    runtime.spawn(async move {
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in 0..pool.options().get_min_connections() {
+            opening.spawn(pool.acquire());
+        }
+        // Held until all are open, so that each acquire opens a connection of its own.
+        let _open = opening.join_all().await;
+    });
 }
 
 impl Drop for PgStore {

@@ -52,6 +52,12 @@ fn bad_configuration_is_a_clear_error() {
             "0",
             "ACCESS_TOKEN_EXPIRE_MINUTES",
         ),
+        (
+            "DATABASE_MIN_CONNECTIONS",
+            "17",
+            "DATABASE_MIN_CONNECTIONS must be at most 16",
+        ),
+        ("DATABASE_MIN_CONNECTIONS", "-1", "DATABASE_MIN_CONNECTIONS"),
     ] {
         let output = gatehouse(dir.path())
             .env(name, value)

@@ -1,24 +1,34 @@
-//! Logins and sign-ups reach PostgreSQL through connections of their own (the password lane's),
-//! which the database server names apart from the service's other connections.
+//! The service's connections to PostgreSQL: logins and sign-ups have their own (the password
+//! lane's), which the database server names apart from the others; some of each kind are open
+//! before requests need them; and none waits to send what it writes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::helpers::{Backend, TestApp, TestDb, spawn_app, spawn_app_with};
 
-/// The names, each once, of the connections to the app's database whose name starts with
-/// `prefix` (`application_name`; the test's own connections have none).
-async fn connection_names(app: &TestApp, prefix: &str) -> Vec<String> {
+/// How many connections to the app's database each name starting with `prefix` has
+/// (`application_name`; the test's own connections have none).
+async fn connection_counts(app: &TestApp, prefix: &str) -> BTreeMap<String, i64> {
     let TestDb::Postgres { pool, .. } = &app.db else {
         unreachable!()
     };
-    sqlx::query_scalar(
-        "SELECT DISTINCT application_name FROM pg_stat_activity \
-         WHERE datname = current_database() AND starts_with(application_name, $1) ORDER BY 1",
+    sqlx::query_as::<_, (String, i64)>(
+        "SELECT application_name, count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND starts_with(application_name, $1) GROUP BY 1",
     )
     .bind(prefix)
     .fetch_all(pool)
     .await
     .unwrap()
+    .into_iter()
+    .collect()
+}
+
+/// The names, each once and in order, of those connections.
+async fn connection_names(app: &TestApp, prefix: &str) -> Vec<String> {
+    connection_counts(app, prefix).await.into_keys().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,7 +36,8 @@ async fn logins_and_sign_ups_have_connections_of_their_own() {
     if !Backend::postgres_available() {
         return;
     }
-    let app = spawn_app(Backend::Postgres).await;
+    // With no connections kept open, the lane's open on the first login.
+    let app = spawn_app_with(Backend::Postgres, |config| config.db_min_connections = 0).await;
     assert_eq!(
         connection_names(&app, "gatehouse").await,
         ["gatehouse"],
@@ -39,6 +50,30 @@ async fn logins_and_sign_ups_have_connections_of_their_own() {
         connection_names(&app, "gatehouse").await,
         ["gatehouse", "gatehouse-login"]
     );
+}
+
+/// `DATABASE_MIN_CONNECTIONS` connections are open before the first request needs one, for
+/// other requests and for logins alike: a request that has to open one waits for a TCP
+/// connection, TLS, and the server starting a process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_open_before_the_first_request_needs_them() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, |config| config.db_min_connections = 3).await;
+    // They open in the background; the deadline only bounds a failing run.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let counts = loop {
+        let counts = connection_counts(&app, "gatehouse").await;
+        let open = |name: &str| counts.get(name).copied().unwrap_or(0);
+        if (open("gatehouse") >= 3 && open("gatehouse-login") >= 3) || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(counts["gatehouse"] >= 3, "{counts:?}");
+    // The lane keeps as many, and opens no more until logins need them.
+    assert_eq!(counts.get("gatehouse-login"), Some(&3), "{counts:?}");
 }
 
 crate::both_backends!(work_on_the_password_lane_uses_the_lanes_store);
