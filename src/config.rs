@@ -436,14 +436,14 @@ where
 }
 
 /// `DATABASE_MIN_CONNECTIONS`: the default covers a burst of requests on both cores of a
-/// small machine; at most the pool's size.
+/// small machine. At most half the pool: while the database is down, sqlx holds a slot of the
+/// pool for each kept connection it tries to reopen, backing off up to a minute between tries,
+/// and the other half is what requests have to reconnect with when the database returns.
 fn min_connections() -> anyhow::Result<u32> {
     let min = parsed("DATABASE_MIN_CONNECTIONS", 4)?;
-    if min > crate::store::MAX_CONNECTIONS {
-        bail!(
-            "DATABASE_MIN_CONNECTIONS must be at most {} (the pool's size; got {min})",
-            crate::store::MAX_CONNECTIONS
-        );
+    let most = crate::store::MAX_CONNECTIONS / 2;
+    if min > most {
+        bail!("DATABASE_MIN_CONNECTIONS must be at most {most} (half the pool; got {min})");
     }
     Ok(min)
 }

@@ -79,12 +79,16 @@ impl PasswordLane {
             .enable_all()
             .build()
             .context("starting the login threads")?;
-        let connections = u32::try_from(hashing_threads)
-            .unwrap_or(u32::MAX)
-            .saturating_add(SPARE_CONNECTIONS);
-        let store = store
-            .clone()
-            .with_own_connections(runtime.handle(), "login", connections);
+        let per_hashing_thread = u32::try_from(hashing_threads).unwrap_or(u32::MAX);
+        // Kept open: up to one per hashing thread, never the spares. While the database is
+        // down, sqlx holds a slot for each connection it tries to reopen (for up to minutes,
+        // backing off), so the spares are what logins have left when it comes back.
+        let store = store.clone().with_own_connections(
+            runtime.handle(),
+            "login",
+            per_hashing_thread.saturating_add(SPARE_CONNECTIONS),
+            per_hashing_thread,
+        );
         Ok(Self {
             handle: runtime.handle().clone(),
             store,

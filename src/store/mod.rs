@@ -48,7 +48,8 @@ pub trait Store:
     /// Lookups answered from memory and from the database, for `/metrics`.
     fn session_cache_stats(&self) -> SessionCacheStats;
     /// The same database and session cache through connections of its own, at most
-    /// `max_connections`, for the async runtime `runtime` (`http::password_lane`): that runtime
+    /// `max_connections`, of which it keeps up to `min_connections` open (no more than this
+    /// store keeps), for the async runtime `runtime` (`http::password_lane`): that runtime
     /// opens them and wakes for their answers. A PostgreSQL connection reports its socket's
     /// readiness through the runtime that opened it, so with one pool for two runtimes, which
     /// one woke for a query's answer would depend on which request opened the connection. The
@@ -59,6 +60,7 @@ pub trait Store:
         runtime: &tokio::runtime::Handle,
         role: &str,
         max_connections: u32,
+        min_connections: u32,
     ) -> Arc<dyn Store>;
 }
 

@@ -31,6 +31,8 @@ pub struct PgStore {
     /// For a store made by `own_connections`, the store whose session cache it shares, kept
     /// alive so that its change feed goes on keeping the cache in step; it closes the cache.
     parent: Option<Arc<PgStore>>,
+    /// Connections kept open for requests (`ConnectOptions::min_connections`).
+    min_connections: u32,
 }
 
 impl PgStore {
@@ -40,9 +42,16 @@ impl PgStore {
         if connect.get_application_name().is_none() {
             connect = connect.application_name(APPLICATION_NAME);
         }
+        // The change feed's listener holds one of the pool's connections for good, and sqlx
+        // counts it: one more keeps the number asked for open beside it.
+        let listening = options.session_cache_entries > 0;
+        let min_connections = match options.min_connections {
+            0 => 0,
+            wanted => wanted + u32::from(listening),
+        };
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .min_connections(options.min_connections)
+            .min_connections(min_connections)
             // sqlx already checks each connection with a round trip when it comes back to
             // the pool; checking it again before each use (its default) was one more round
             // trip per query. A connection that sat idle for a while may have been cut since
@@ -65,20 +74,21 @@ impl PgStore {
             })
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect);
-        // One connection now, so that a wrong URL or password stops the start with its error;
-        // the others open in the background.
+        // One connection now, as `connect_with` would open, so that a wrong URL or password
+        // stops the start with its own error; the rest once the schema is in place.
         pool.acquire().await.with_context(connecting)?;
-        open_min_connections(&pool, &tokio::runtime::Handle::current());
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
             .context("running PostgreSQL migrations")?;
-        if options.session_cache_entries == 0 {
+        open_min_connections(&pool, &tokio::runtime::Handle::current());
+        if !listening {
             return Ok(Self {
                 pool,
                 cache: Arc::new(SessionCache::disabled()),
                 follower: None,
                 parent: None,
+                min_connections: options.min_connections,
             });
         }
         let cache = Arc::new(SessionCache::following_notifications(
@@ -90,6 +100,7 @@ impl PgStore {
             cache,
             follower: Some(follower),
             parent: None,
+            min_connections: options.min_connections,
         })
     }
 }
@@ -147,6 +158,7 @@ impl PgStore {
         runtime: &tokio::runtime::Handle,
         role: &str,
         max_connections: u32,
+        min_connections: u32,
     ) -> Arc<dyn Store> {
         let connect = self.pool.connect_options();
         let suffix = format!("-{role}");
@@ -157,11 +169,13 @@ impl PgStore {
                 APPLICATION_NAME_MAX.saturating_sub(suffix.len()),
             )
         );
-        let parent = self.pool.options();
-        let options = parent
+        let min_connections = min_connections.min(self.min_connections);
+        let options = self
+            .pool
+            .options()
             .clone()
             .max_connections(max_connections)
-            .min_connections(parent.get_min_connections().min(max_connections));
+            .min_connections(min_connections);
         // The pool starts its idle-connection reaper on the current runtime.
         let pool = {
             let _inside = runtime.enter();
@@ -173,24 +187,43 @@ impl PgStore {
             cache: self.cache.clone(),
             follower: None,
             parent: Some(self),
+            min_connections,
         })
     }
 }
 
 /// Opens the pool's `min_connections` side by side, in the background on `runtime` (whose
-/// event loop then serves them), so that the first requests find them open. sqlx keeps that
-/// many open once they are, but opens them one after another, and for a pool made with
-/// `connect_lazy_with` only when its reaper first runs (after `idle_timeout`). One that fails
-/// to open is left to the requests, which open connections as they need them.
+/// event loop then serves them), so that the first requests find them open. Once they are,
+/// sqlx keeps that many: it opens another when one is closed or reaped. But it opens them one
+/// after another, and a pool made with `connect_lazy_with` none until a connection closes.
+/// One that fails to open is left to the requests, which open connections as they need them.
 fn open_min_connections(pool: &PgPool, runtime: &tokio::runtime::Handle) {
+    let wanted = pool.options().get_min_connections();
+    if wanted == 0 {
+        return;
+    }
     let pool = pool.clone();
     runtime.spawn(async move {
         let mut opening = tokio::task::JoinSet::new();
-        for _ in 0..pool.options().get_min_connections() {
+        for _ in 0..wanted {
             opening.spawn(pool.acquire());
         }
-        // Held until all are open, so that each acquire opens a connection of its own.
-        let _open = opening.join_all().await;
+        // All are held until the last has opened (a few milliseconds on a reachable server),
+        // so that each acquire opens a connection of its own rather than taking back another's.
+        let opened = opening.join_all().await;
+        let failed: Vec<_> = opened
+            .iter()
+            .filter_map(|result| result.as_ref().err())
+            .collect();
+        if let Some(error) = failed.first() {
+            tracing::warn!(
+                pool = pool.connect_options().get_application_name().unwrap_or_default(),
+                failed = failed.len(),
+                wanted,
+                %error,
+                "could not open every database connection kept ready; requests will open them"
+            );
+        }
     });
 }
 

@@ -97,6 +97,7 @@ impl SqliteStore {
         _runtime: &tokio::runtime::Handle,
         _role: &str,
         _max_connections: u32,
+        _min_connections: u32,
     ) -> Arc<dyn Store> {
         self
     }

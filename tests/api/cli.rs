@@ -54,8 +54,8 @@ fn bad_configuration_is_a_clear_error() {
         ),
         (
             "DATABASE_MIN_CONNECTIONS",
-            "17",
-            "DATABASE_MIN_CONNECTIONS must be at most 16",
+            "9",
+            "DATABASE_MIN_CONNECTIONS must be at most 8",
         ),
         ("DATABASE_MIN_CONNECTIONS", "-1", "DATABASE_MIN_CONNECTIONS"),
     ] {

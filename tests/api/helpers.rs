@@ -82,7 +82,9 @@ pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
         },
         db_acquire_timeout: Duration::from_secs(2),
         session_cache_entries: 10_000,
-        db_min_connections: 4,
+        // One kept open of each kind: the code that keeps them runs in every test, while an
+        // app holds few connections (many tests run at once against one server).
+        db_min_connections: 1,
         production: false,
         jwt: Default::default(),
         // Generous per-address limits: every test client is 127.0.0.1. The abuse tests tighten them.

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
-use crate::helpers::{Backend, TestApp, TestDb, assert_detail, fresh_postgres_database, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, TestDb, assert_detail, fresh_postgres_database, spawn_app, spawn_app_with,
+};
 use crate::process::Process;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,6 +59,118 @@ async fn postgres_outage_is_503_and_recovers() {
         StatusCode::OK
     );
     admin.close().await;
+}
+
+/// A server that is down refuses connections, which sqlx retries, backing off (the test above
+/// blocks the database with `ALLOW_CONNECTIONS false` instead, an error sqlx gives up on at
+/// once). After ten seconds of refusals, with the most connections kept open, the first login
+/// and sign-up once the server is back succeed. (sqlx also reopens kept connections in the
+/// background, each holding a slot of its pool meanwhile: the lane keeps fewer than it has
+/// slots so that logins always find one. This test does not catch that case: here no
+/// connection is in use at the cut, and only those make sqlx reopen in the background.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_recover_after_the_server_refused_connections() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let upstream = url::Url::parse(&std::env::var("TEST_DATABASE_URL").unwrap()).unwrap();
+    let relay = Relay::start(format!(
+        "{}:{}",
+        upstream.host_str().unwrap_or("localhost"),
+        upstream.port().unwrap_or(5432)
+    ))
+    .await;
+    let app = spawn_app_with(Backend::Postgres, |config| {
+        let mut url = url::Url::parse(&config.database_url).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(relay.port)).unwrap();
+        config.database_url = url.into();
+        config.db_min_connections = 8;
+    })
+    .await;
+    app.signup_and_login("alice").await;
+
+    relay.stop();
+    // Long enough for sqlx's retries to back off by seconds: each refused login waits for a
+    // connection until the acquire timeout (2 s in tests), then answers 503.
+    let outage_ends = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < outage_ends {
+        assert_eq!(
+            app.login("alice", "correct horse battery").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    relay.restart().await;
+
+    assert_eq!(
+        app.login("alice", "correct horse battery").await.status(),
+        StatusCode::OK,
+        "the first login after the server is back"
+    );
+    assert_eq!(
+        app.signup("bob", "violet harbor nine").await.status(),
+        StatusCode::OK
+    );
+}
+
+/// A TCP relay to the database server that can go down as a server does: refusing new
+/// connections and cutting the open ones, then come back on the same port.
+struct Relay {
+    port: u16,
+    upstream: String,
+    running: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = Self {
+            port: listener.local_addr().unwrap().port(),
+            upstream,
+            running: std::sync::Mutex::new(None),
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream.clone();
+        let task = tokio::spawn(async move {
+            // Dropped with this task, which aborts every connection's task and closes both ends.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        *self.running.lock().unwrap() = Some(task.abort_handle());
+    }
+
+    /// Closes the listening socket, so connections are refused, and cuts the open ones.
+    fn stop(&self) {
+        if let Some(task) = self.running.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+
+    async fn restart(&self) {
+        // The aborted task drops its listener at its next poll: retry the bind until it has.
+        for _ in 0..100 {
+            if let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                return self.serve(listener);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("port {} stayed taken after the relay stopped", self.port);
+    }
 }
 
 /// A database restart cuts every pooled connection at once. A connection used less than a

@@ -99,8 +99,9 @@ macro_rules! impl_store {
                 runtime: &tokio::runtime::Handle,
                 role: &str,
                 max_connections: u32,
+                min_connections: u32,
             ) -> std::sync::Arc<dyn $crate::store::Store> {
-                self.own_connections(runtime, role, max_connections)
+                self.own_connections(runtime, role, max_connections, min_connections)
             }
 
             async fn count_active_sessions(
