@@ -80,14 +80,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", a / b}'; }
 verdict() { awk "BEGIN {print ($1) ? \"met\" : \"MISSED\"}"; }
 
 # --- services ---------------------------------------------------------------------------------
-database_url() { # NAME
+# Creates a database and sets VARIABLE to its URL. Not called as $(...): a subshell's list of
+# databases to drop at exit would be lost.
+new_database() { # NAME VARIABLE
     if [ "$BACKEND" = sqlite ]; then
-        echo "sqlite://$WORK/$1.db?mode=rwc"
+        printf -v "$2" '%s' "sqlite://$WORK/$1.db?mode=rwc"
     else
         local db="gatehouse_bench_$1_$$"
         psql -q "$PG_URL/postgres" -c "CREATE DATABASE $db" >/dev/null
         PG_DATABASES+=("$db")
-        echo "$PG_URL/$db"
+        printf -v "$2" '%s' "$PG_URL/$db"
     fi
 }
 
@@ -421,7 +423,7 @@ scenario_4() {
 scenario_5() {
     say "## 5. Scale: $LARGE_USERS users against $SMALL_USERS (two databases, two processes; latency at one login connection and at paced GET /users/me/; $ROUNDS interleaved rounds)"
     local large_url
-    large_url=$(database_url large)
+    new_database large large_url
     DATABASE_URL=$large_url "$GATEHOUSE" migrate >/dev/null
     say "$(DATABASE_URL=$large_url "$HELPER" seed 1 "$LARGE_USERS")"
     start_gatehouse large "$large_url" "$LARGE_PORT" "${GENEROUS_LIMITS[@]}"
@@ -476,7 +478,7 @@ first_seconds_on_postgres() {
     local run port=$((PORT + 3)) t0 t1 t2 t3
     for run in 1 2 3; do
         local url
-        url=$(database_url "first$run")
+        new_database "first$run" url
         t0=$(date +%s%N)
         start_gatehouse first "$url" "$port" "${GENEROUS_LIMITS[@]}"
         t1=$(date +%s%N)
@@ -515,7 +517,7 @@ say "# Gatehouse bench: $BACKEND, scenarios $SCENARIOS"
 say "date $(date -u +%Y-%m-%dT%H:%MZ), commit ${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')}, $(nproc) cores, $(uname -m), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "argon2: m=${ARGON2_MEMORY_KIB:-19456} KiB t=${ARGON2_ITERATIONS:-2} p=${ARGON2_PARALLELISM:-1}; RUST_LOG=$RUST_LOG; generous limits: ${GENEROUS_LIMITS[*]:-none}"
 
-SMALL_URL=$(database_url small)
+new_database small SMALL_URL
 DATABASE_URL=$SMALL_URL "$GATEHOUSE" migrate >/dev/null
 say "$(DATABASE_URL=$SMALL_URL "$HELPER" seed 1 $SMALL_USERS)"
 start_gatehouse small "$SMALL_URL" "$PORT" "${GENEROUS_LIMITS[@]}"
