@@ -436,9 +436,10 @@ where
 }
 
 /// `DATABASE_MIN_CONNECTIONS`: the default covers a burst of requests on both cores of a
-/// small machine. At most half the pool: while the database is down, sqlx holds a slot of the
-/// pool for each kept connection it tries to reopen, backing off up to a minute between tries,
-/// and the other half is what requests have to reconnect with when the database returns.
+/// small machine. At most half the pool (one more is kept for the session cache's listener):
+/// while the database is down, sqlx holds a slot of the pool for each kept connection it tries
+/// to reopen, backing off up to a minute between tries, and the rest is what requests have to
+/// reconnect with when the database returns.
 fn min_connections() -> anyhow::Result<u32> {
     let min = parsed("DATABASE_MIN_CONNECTIONS", 4)?;
     let most = crate::store::MAX_CONNECTIONS / 2;

@@ -66,8 +66,9 @@ async fn postgres_outage_is_503_and_recovers() {
 /// once). After ten seconds of refusals, with the most connections kept open, the first login
 /// and sign-up once the server is back succeed. (sqlx also reopens kept connections in the
 /// background, each holding a slot of its pool meanwhile: the lane keeps fewer than it has
-/// slots so that logins always find one. This test does not catch that case: here no
-/// connection is in use at the cut, and only those make sqlx reopen in the background.)
+/// slots so that logins always find one. This test does not catch that case: it makes sqlx
+/// reopen only about one connection of each pool in the background, which leaves free slots
+/// even when the lane keeps all of its own.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_recover_after_the_server_refused_connections() {
     if !Backend::postgres_available() {
