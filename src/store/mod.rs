@@ -10,6 +10,7 @@ mod session_cache;
 mod sql;
 mod sqlite;
 pub mod tutorial;
+mod warm_pool;
 
 use std::sync::Arc;
 use std::time::Duration;

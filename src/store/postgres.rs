@@ -2,7 +2,6 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::Connection;
@@ -11,10 +10,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::lost_connections;
 use super::session_cache::{SessionCache, follow_postgres};
 use super::sql::{bind_new_session, impl_store, insert_session, session_columns};
+use super::warm_pool::{RECHECK_AFTER_IDLE, WarmPool};
 use super::{ConnectOptions, MAX_CONNECTIONS, NewSession, Session, Store, StoreResult, redact_url};
-
-/// How long a pooled connection may sit unused before it is checked again before use.
-const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// What the database server shows as the service's connections (`pg_stat_activity`) when
 /// neither the URL nor `PGAPPNAME` names them; those of `own_connections` add their role to it.
@@ -24,7 +21,7 @@ const APPLICATION_NAME: &str = "gatehouse";
 const APPLICATION_NAME_MAX: usize = 63;
 
 pub struct PgStore {
-    pool: PgPool,
+    pool: WarmPool,
     cache: Arc<SessionCache>,
     /// The task that keeps `cache` in step with every instance's writes.
     follower: Option<tokio::task::AbortHandle>,
@@ -52,9 +49,10 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .min_connections(min_connections)
-            // sqlx already checks each connection with a round trip when it comes back to
-            // the pool; checking it again before each use (its default) was one more round
-            // trip per query. A connection that sat idle for a while may have been cut since
+            // sqlx checks each connection with a round trip when it comes back to the pool
+            // (which `WarmPool` spares most statements); checking it again before each use
+            // (its default) was one more round trip per query. A connection that sat idle
+            // for a while may have been cut since
             // (a server restart, a firewall), so that one is checked. A connection back in
             // the pool for less than a second is trusted until the first sign of a cut (a
             // failed query, or the change feed's connection lost); from then on, each one
@@ -84,7 +82,7 @@ impl PgStore {
         open_min_connections(&pool, &tokio::runtime::Handle::current());
         if !listening {
             return Ok(Self {
-                pool,
+                pool: WarmPool::new(pool),
                 cache: Arc::new(SessionCache::disabled()),
                 follower: None,
                 parent: None,
@@ -96,7 +94,7 @@ impl PgStore {
         ));
         let follower = tokio::spawn(follow_postgres(pool.clone(), cache.clone())).abort_handle();
         Ok(Self {
-            pool,
+            pool: WarmPool::new(pool),
             cache,
             follower: Some(follower),
             parent: None,
@@ -160,7 +158,7 @@ impl PgStore {
         max_connections: u32,
         min_connections: u32,
     ) -> Arc<dyn Store> {
-        let connect = self.pool.connect_options();
+        let connect = self.pool.sqlx().connect_options();
         let suffix = format!("-{role}");
         let name = format!(
             "{}{suffix}",
@@ -172,6 +170,7 @@ impl PgStore {
         let min_connections = min_connections.min(self.min_connections);
         let options = self
             .pool
+            .sqlx()
             .options()
             .clone()
             .max_connections(max_connections)
@@ -183,7 +182,7 @@ impl PgStore {
         };
         open_min_connections(&pool, runtime);
         Arc::new(Self {
-            pool,
+            pool: WarmPool::new(pool),
             cache: self.cache.clone(),
             follower: None,
             parent: Some(self),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{Backend, TestApp, TestDb, spawn_app, spawn_app_with};
+use crate::relay::Relay;
 
 /// How many connections to the app's database each name starting with `prefix` has
 /// (`application_name`; the test's own connections have none).
@@ -116,6 +117,103 @@ async fn a_name_given_in_the_url_is_kept() {
     assert_eq!(connection_names(&app, "shop").await, ["shop", "shop-login"]);
 }
 
+/// sqlx checks every connection that comes back to its pool with a round trip of its own: a
+/// `Sync` message alone, after the statement's answer. The service hands a connection that
+/// has answered to the next statement instead, so that a login makes its two statements and
+/// nothing more. Read off the wire, through a relay, in plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_not_followed_by_a_check_of_the_connection() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let Some(relay) = Relay::to_test_database(true).await else {
+        return;
+    };
+    let app = spawn_app_with(Backend::Postgres, |config| {
+        let mut url = url::Url::parse(&relay.url_for(&config.database_url)).unwrap();
+        let others: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(key, _)| key != "sslmode")
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(others)
+            .append_pair("sslmode", "disable");
+        config.database_url = url.into();
+    })
+    .await;
+    app.signup_and_login("alice").await;
+
+    const LOGINS: usize = 20;
+    let before = FrontendMessages::read(&relay.sent());
+    for _ in 0..LOGINS {
+        assert_eq!(
+            app.login("alice", "correct horse battery").await.status(),
+            reqwest::StatusCode::OK
+        );
+    }
+    let after = FrontendMessages::read(&relay.sent());
+    let statements = after.statements - before.statements;
+    let checks = after.checks - before.checks;
+    assert!(
+        statements >= 2 * LOGINS,
+        "{statements} statements in {LOGINS} logins: the relay did not see them"
+    );
+    // A connection idle for a second is checked before use, which a slow machine may meet.
+    assert!(
+        checks <= 4,
+        "{checks} checks of a connection beside {statements} statements in {LOGINS} logins"
+    );
+}
+
+/// Counts of what clients sent a PostgreSQL server (the frontend messages of its protocol).
+#[derive(Debug, Default)]
+struct FrontendMessages {
+    /// Statements run: `Execute` in the extended protocol, `Query` in the simple one.
+    statements: usize,
+    /// `Sync` messages that close no statement: round trips that check a connection.
+    checks: usize,
+}
+
+impl FrontendMessages {
+    /// Reads each connection's bytes: a startup message (a length, then its body), then
+    /// messages of a type byte and a length that counts itself. A message cut off at the end
+    /// is left for the next reading.
+    fn read(connections: &[Vec<u8>]) -> Self {
+        let mut counts = Self::default();
+        for bytes in connections {
+            let length_at = |at: usize| -> Option<usize> {
+                let field = bytes.get(at..at + 4)?;
+                Some(u32::from_be_bytes(field.try_into().unwrap()) as usize)
+            };
+            let Some(mut at) = length_at(0) else {
+                continue;
+            };
+            let mut previous = None;
+            while let Some(length) = length_at(at + 1) {
+                let end = at + 1 + length;
+                if end > bytes.len() {
+                    break;
+                }
+                let kind = bytes[at];
+                match kind {
+                    b'E' | b'Q' => counts.statements += 1,
+                    // Parse, Bind, Describe, Execute and Close come before the `Sync` that
+                    // ends their batch.
+                    b'S' if !matches!(previous, Some(b'P' | b'B' | b'D' | b'E' | b'C')) => {
+                        counts.checks += 1;
+                    }
+                    _ => {}
+                }
+                previous = Some(kind);
+                at = end;
+            }
+        }
+        counts
+    }
+}
+
 /// Each of the service's connections to PostgreSQL sends what it writes at once
 /// (`TCP_NODELAY`). With Nagle's algorithm on, the second of two small writes waits for the
 /// server to acknowledge the first, which Linux delays by up to 40 ms. Opening a TLS
@@ -133,20 +231,28 @@ async fn connections_to_postgres_send_without_delay() {
     let TestDb::Postgres { pool, .. } = &app.db else {
         unreachable!()
     };
-    // The ports the server sees are this process's only when nothing stands between them.
-    let url = url::Url::parse(&std::env::var("TEST_DATABASE_URL").unwrap()).unwrap();
-    let server_port = i32::from(url.port().unwrap_or(5432));
-    let seen_port: Option<i32> = sqlx::query_scalar("SELECT inet_server_port()")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    if seen_port != Some(server_port) {
+    // The ports the server sees are this process's only when nothing stands between them (a
+    // Unix socket, a proxy, a port mapping): this test's own connection tells.
+    let seen: (Option<i32>, Option<i32>) =
+        sqlx::query_as("SELECT inet_client_port(), inet_server_port()")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let sockets = tcp_sockets_by_ports();
+    let direct = match seen {
+        (Some(client), Some(server)) => u16::try_from(client)
+            .ok()
+            .zip(u16::try_from(server).ok())
+            .filter(|ends| sockets.contains_key(ends)),
+        _ => None,
+    };
+    let Some((_, server_port)) = direct else {
         eprintln!(
             "skipping: the test database is reached through a Unix socket, a proxy or a port \
-             mapping (the server listens on {seen_port:?})"
+             mapping (the server sees this test's connection as ports {seen:?})"
         );
         return;
-    }
+    };
     // The service's end of each of its connections, as the server sees it.
     let ports: Vec<(String, i32)> = sqlx::query_as(
         "SELECT application_name, client_port FROM pg_stat_activity \
@@ -161,10 +267,7 @@ async fn connections_to_postgres_send_without_delay() {
 
     let sockets = tcp_sockets_by_ports();
     for (name, port) in ports {
-        let ends = (
-            u16::try_from(port).unwrap(),
-            u16::try_from(server_port).unwrap(),
-        );
+        let ends = (u16::try_from(port).unwrap(), server_port);
         let fd = sockets.get(&ends).unwrap_or_else(|| {
             panic!("no socket of this process goes from port {port} to the server ({name})")
         });

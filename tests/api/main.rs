@@ -2,6 +2,7 @@
 
 mod helpers;
 mod process;
+mod relay;
 mod schema;
 
 mod abuse;

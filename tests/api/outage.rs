@@ -9,6 +9,7 @@ use crate::helpers::{
     Backend, TestApp, TestDb, assert_detail, fresh_postgres_database, spawn_app, spawn_app_with,
 };
 use crate::process::Process;
+use crate::relay::Relay;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_503_and_recovers() {
@@ -74,24 +75,17 @@ async fn logins_recover_after_the_server_refused_connections() {
     if !Backend::postgres_available() {
         return;
     }
-    let upstream = url::Url::parse(&std::env::var("TEST_DATABASE_URL").unwrap()).unwrap();
-    let relay = Relay::start(format!(
-        "{}:{}",
-        upstream.host_str().unwrap_or("localhost"),
-        upstream.port().unwrap_or(5432)
-    ))
-    .await;
+    let Some(relay) = Relay::to_test_database(false).await else {
+        return;
+    };
     let app = spawn_app_with(Backend::Postgres, |config| {
-        let mut url = url::Url::parse(&config.database_url).unwrap();
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(relay.port)).unwrap();
-        config.database_url = url.into();
+        config.database_url = relay.url_for(&config.database_url);
         config.db_min_connections = 8;
     })
     .await;
     app.signup_and_login("alice").await;
 
-    relay.stop();
+    relay.stop().await;
     // Long enough for sqlx's retries to back off by seconds: each refused login waits for a
     // connection until the acquire timeout (2 s in tests), then answers 503.
     let outage_ends = Instant::now() + Duration::from_secs(10);
@@ -112,66 +106,6 @@ async fn logins_recover_after_the_server_refused_connections() {
         app.signup("bob", "violet harbor nine").await.status(),
         StatusCode::OK
     );
-}
-
-/// A TCP relay to the database server that can go down as a server does: refusing new
-/// connections and cutting the open ones, then come back on the same port.
-struct Relay {
-    port: u16,
-    upstream: String,
-    running: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-impl Relay {
-    async fn start(upstream: String) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let relay = Self {
-            port: listener.local_addr().unwrap().port(),
-            upstream,
-            running: std::sync::Mutex::new(None),
-        };
-        relay.serve(listener);
-        relay
-    }
-
-    fn serve(&self, listener: tokio::net::TcpListener) {
-        let upstream = self.upstream.clone();
-        let task = tokio::spawn(async move {
-            // Dropped with this task, which aborts every connection's task and closes both ends.
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let upstream = upstream.clone();
-                connections.spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
-        *self.running.lock().unwrap() = Some(task.abort_handle());
-    }
-
-    /// Closes the listening socket, so connections are refused, and cuts the open ones.
-    fn stop(&self) {
-        if let Some(task) = self.running.lock().unwrap().take() {
-            task.abort();
-        }
-    }
-
-    async fn restart(&self) {
-        // The aborted task drops its listener at its next poll: retry the bind until it has.
-        for _ in 0..100 {
-            if let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
-                return self.serve(listener);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("port {} stayed taken after the relay stopped", self.port);
-    }
 }
 
 /// A database restart cuts every pooled connection at once. A connection used less than a
