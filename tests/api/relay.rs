@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// What one connection sent the server.
+type Sent = Arc<Mutex<Vec<u8>>>;
+
 pub struct Relay {
     pub port: u16,
     upstream: String,
     /// What each connection sent the server, in the order they connected; `None` when not kept.
-    sent: Option<Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>>,
+    sent: Option<Arc<Mutex<Vec<Sent>>>>,
     running: tokio::sync::Mutex<Option<Running>>,
 }
 
@@ -115,7 +118,7 @@ impl Relay {
 }
 
 /// Copies each way until either side closes, keeping a copy of what the client sends in `copy`.
-async fn relay(client: TcpStream, server: TcpStream, copy: Option<Arc<Mutex<Vec<u8>>>>) {
+async fn relay(client: TcpStream, server: TcpStream, copy: Option<Sent>) {
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
     let upstream = async {
