@@ -52,8 +52,8 @@ impl PgStore {
             // sqlx checks each connection with a round trip when it comes back to the pool
             // (which `WarmPool` spares most statements); checking it again before each use
             // (its default) was one more round trip per query. A connection that sat idle
-            // for a while may have been cut since
-            // (a server restart, a firewall), so that one is checked. A connection back in
+            // for a while may have been cut since (a server restart, a firewall), so that
+            // one is checked. A connection back in
             // the pool for less than a second is trusted until the first sign of a cut (a
             // failed query, or the change feed's connection lost); from then on, each one
             // back before that sign is checked too (`lost_connections`). sqlx's reaper also

@@ -4,11 +4,11 @@
 //! sqlx checks every connection that comes back to its pool with a round trip to the server (a
 //! `Sync` message, answered by `ReadyForQuery`; `PoolConnection::return_to_pool` in sqlx-core
 //! 0.9.1, with no option to turn it off). It does so after the answer has been handed on, so
-//! no request waits for it, but it wakes the database server and this process once more per
-//! statement: a login, two statements, made four round trips instead of two. Without that
-//! check, a login cost about 0.1 ms less CPU in the service and 0.07 ms less in the database
-//! server (bench/RESULTS.md); under a login flood, those are the cores the other requests wait
-//! for.
+//! only a request waiting for that connection waits for it, but it wakes the database server
+//! and this process once more per statement: a login, two statements, made four round trips
+//! instead of two. Without that check, a login cost about 0.1 ms less CPU in the service and
+//! 0.14 ms less in the database server (`bench/run.sh postgres 2`, which prints both per
+//! login); under a login flood, those are the cores the other requests wait for.
 //!
 //! A connection is kept here only when its statement ran to its end: one that failed or was
 //! cancelled (the request went away mid-statement) goes back to sqlx's pool, whose check
@@ -32,12 +32,11 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use either::Either;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgQueryResult, PgRow, PgStatement, PgTypeInfo, Postgres};
-use sqlx::{Execute, Executor, SqlStr, Transaction};
+use sqlx::{Either, Execute, Executor, SqlStr, Transaction};
 
 use super::lost_connections;
 
