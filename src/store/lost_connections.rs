@@ -25,6 +25,11 @@ fn since_start() -> Duration {
     START.get_or_init(Instant::now).elapsed()
 }
 
+/// Held for writing by the test that moves this process's clock, and for reading by tests that
+/// need it still: the store's tests run in one process, side by side.
+#[cfg(test)]
+pub(super) static CLOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// Notes that a connection was just found cut.
 pub fn note() {
     let at = u64::try_from(since_start().as_nanos()).unwrap_or(u64::MAX);
@@ -65,6 +70,7 @@ mod tests {
     // One test, as the clock is the process's: tests running in parallel would move it.
     #[test]
     fn connections_back_in_the_pool_before_a_cut_connection_errs_are_suspect() {
+        let _clock = CLOCK.blocking_write();
         // Errors that leave the connection usable note nothing.
         let before = LAST_SEEN.load(Ordering::Relaxed);
         note_if_cut(&sqlx::Error::RowNotFound);

@@ -10,23 +10,26 @@
 //! 0.14 ms less in the database server (`bench/run.sh postgres 2`, which prints both per
 //! login); under a login flood, those are the cores the other requests wait for.
 //!
-//! A connection is kept here only when its statement ran to its end: one that failed or was
-//! cancelled (the request went away mid-statement) goes back to sqlx's pool, whose check
-//! discards it if it is broken and otherwise reads what the statement left unread. A kept
+//! A connection is kept warm here only when its statement ran to its end: one that failed or
+//! was cancelled (the request went away mid-statement) goes back to sqlx's pool, whose check
+//! discards it if it is broken and otherwise reads what the statement left unread. A warm
 //! connection is trusted as sqlx's pool trusts one idle for less than `RECHECK_AFTER_IDLE`
 //! (`postgres.rs`): until the first sign of a cut (`lost_connections`). Older ones go back to
 //! sqlx's pool, which checks them before their next use, reaps them when idle, and opens new
 //! ones; the most recently used are taken first, so under load the few that are busy stay
-//! here and the rest drift back. Transactions run on sqlx's pool, as before.
+//! warm and the rest drift back. A connection out of sqlx's pool for `HAND_BACK_AFTER` goes
+//! back after its statement all the same, so that sqlx's `max_lifetime` still retires it.
 //!
-//! A statement that finds no kept connection it may use waits in sqlx's pool, and while any
-//! does, a connection that answers goes back there rather than being kept: kept ones would
-//! otherwise go from statement to statement among those that come later, and the waiting one
-//! would wait until one grew stale, a second (measured so before this rule: logins of 1 to 2 s
-//! at the start of a flood). Transactions wait the same way. At most half the pool's
-//! connections are kept, so that what asks sqlx's pool itself (the change feed reconnecting)
-//! finds the other half as it always did. Nothing hands back a kept connection until the next
-//! statement, so after a burst up to that many stay open, unused, until then.
+//! A statement that finds no warm connection it may use waits in sqlx's pool, and while any
+//! does, a connection that answers goes back there rather than being kept warm: warm ones
+//! would otherwise go from statement to statement among those that come later, and the
+//! waiting one would wait until one grew stale, a second (measured so before this rule: logins
+//! of 1 to 2 s at the start of a flood). A transaction waits in sqlx's pool the same way, and
+//! when that pool has no idle connection, the oldest warm one goes back for it. At most half
+//! the pool's connections are kept warm; what asks sqlx's pool directly (the change feed
+//! reconnecting) may still wait for a warm one to go back, which the next statement or
+//! transaction does. Nothing else hands back a warm connection, so after a burst up to that
+//! many stay open, unused, until then.
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
@@ -43,28 +46,35 @@ use super::lost_connections;
 /// How long a connection may sit unused before it is checked again before use.
 pub(super) const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// sqlx's pool with the connections that have just answered kept beside it. Statements run
-/// through `&WarmPool` as through `&PgPool`.
+/// How long a connection may be out of sqlx's pool, going from statement to statement, before
+/// it goes back after its statement: sqlx retires it there once past `max_lifetime`.
+const HAND_BACK_AFTER: Duration = Duration::from_secs(60);
+
+/// sqlx's pool with the connections that have just answered kept warm beside it. Statements
+/// run through `&WarmPool` as through `&PgPool`.
 pub(super) struct WarmPool {
     pool: PgPool,
     state: Mutex<State>,
-    /// The most connections kept.
-    most_kept: usize,
+    /// The most connections kept warm.
+    most_warm: usize,
 }
 
 #[derive(Default)]
 struct State {
     /// Connections whose last statement ran to its end, the most recently used last.
-    kept: Vec<Warm>,
+    warm: Vec<Warm>,
     /// Statements and transactions waiting for a connection from sqlx's pool.
     waiting: usize,
-    /// Set at close, so that none is kept from the close.
+    /// Set at close, so that none is kept warm from the close.
     closing: bool,
 }
 
 struct Warm {
     connection: PoolConnection<Postgres>,
+    /// When its last statement answered.
     since: Instant,
+    /// When it left sqlx's pool.
+    out_since: Instant,
 }
 
 impl Warm {
@@ -77,11 +87,11 @@ impl Warm {
 
 impl WarmPool {
     pub(super) fn new(pool: PgPool) -> Self {
-        let most_kept = usize::try_from(pool.options().get_max_connections() / 2).unwrap_or(0);
+        let most_warm = usize::try_from(pool.options().get_max_connections() / 2).unwrap_or(0);
         Self {
             pool,
             state: Mutex::new(State::default()),
-            most_kept,
+            most_warm,
         }
     }
 
@@ -90,81 +100,95 @@ impl WarmPool {
         &self.pool
     }
 
-    /// A transaction on a connection from sqlx's pool.
+    /// A transaction on a connection from sqlx's pool. If that pool has none idle, the oldest
+    /// warm connection goes back to it, so that the transaction does not wait for a statement
+    /// to come and hand it back.
     pub(super) async fn begin(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
-        let _waiting = self.wait();
-        self.pool.begin().await
+        let (waiting, handed_back) = {
+            let mut state = self.lock();
+            state.waiting += 1;
+            let handed_back =
+                (self.pool.num_idle() == 0 && !state.warm.is_empty()).then(|| state.warm.remove(0));
+            (Waiting(self), handed_back)
+        };
+        // Outside the lock: dropping a connection gives it to a task that checks it.
+        drop(handed_back);
+        let transaction = self.pool.begin().await;
+        drop(waiting);
+        transaction
     }
 
-    /// Hands the kept connections back to sqlx's pool, then closes it: waits for the
-    /// connections in use to come back, then closes all.
+    /// Closes sqlx's pool, hands the warm connections back to it (which closes them), and waits
+    /// for the connections in use to come back, then closes all.
     pub(super) async fn close(&self) {
-        let kept = {
+        // Marks the pool closed at once, so what comes back to it from here on is closed.
+        let closed = self.pool.close();
+        let warm = {
             let mut state = self.lock();
             state.closing = true;
-            std::mem::take(&mut state.kept)
+            std::mem::take(&mut state.warm)
         };
-        drop(kept);
-        self.pool.close().await;
+        drop(warm);
+        closed.await;
     }
 
-    /// The most recently used kept connection if it may be used unchecked, or one from sqlx's
+    /// The most recently used warm connection if it may be used unchecked, or one from sqlx's
     /// pool.
     async fn acquire(&self) -> sqlx::Result<Checkout<'_>> {
-        let connection = match self.take_kept_or_wait() {
-            Ok(connection) => connection,
+        let (connection, out_since) = match self.take_warm_or_wait() {
+            Ok(warm) => (warm.connection, warm.out_since),
             Err(waiting) => {
                 let connection = self.pool.acquire().await;
                 drop(waiting);
-                connection?
+                (connection?, Instant::now())
             }
         };
         Ok(Checkout {
             connection: Some(connection),
+            out_since,
             home: self,
             answered: false,
         })
     }
 
-    /// The last kept connection if it may be used unchecked; otherwise every kept one goes
-    /// back to sqlx's pool (each is older than the last) and the caller waits there, counted
-    /// in the same step, so that no connection is kept while it waits.
-    fn take_kept_or_wait(&self) -> Result<PoolConnection<Postgres>, Waiting<'_>> {
+    /// The last warm connection if it may be used unchecked; otherwise every warm one goes back
+    /// to sqlx's pool (each is older than the last) and the caller waits there, counted in the
+    /// same step, so that no connection is kept warm while it waits.
+    fn take_warm_or_wait(&self) -> Result<Warm, Waiting<'_>> {
         let stale = {
             let mut state = self.lock();
-            if state.kept.last().is_some_and(Warm::is_trusted) {
-                let last = state.kept.pop().expect("checked above");
-                return Ok(last.connection);
+            if state.warm.last().is_some_and(Warm::is_trusted) {
+                return Ok(state.warm.pop().expect("checked above"));
             }
             state.waiting += 1;
-            std::mem::take(&mut state.kept)
+            std::mem::take(&mut state.warm)
         };
         // Outside the lock: dropping a connection gives it to a task that checks it.
         drop(stale);
         Err(Waiting(self))
     }
 
-    /// Counts the caller among those waiting in sqlx's pool until the guard is dropped.
-    fn wait(&self) -> Waiting<'_> {
-        self.lock().waiting += 1;
-        Waiting(self)
-    }
-
-    /// Keeps a connection whose statement ran to its end, unless a statement waits in sqlx's
-    /// pool; hands back there those not used for `RECHECK_AFTER_IDLE` (fewer are needed now)
-    /// and the oldest beyond `most_kept`.
-    fn keep(&self, connection: PoolConnection<Postgres>) {
+    /// Keeps warm a connection whose statement ran to its end, unless a statement waits in
+    /// sqlx's pool or it has been out of that pool for `HAND_BACK_AFTER`; hands back there
+    /// those not used for `RECHECK_AFTER_IDLE` (fewer are needed now) and the oldest beyond
+    /// `most_warm`.
+    fn keep_warm(&self, connection: PoolConnection<Postgres>, out_since: Instant) {
         let handed_back: Vec<Warm> = {
             let mut state = self.lock();
-            if state.closing || state.waiting > 0 || self.most_kept == 0 {
+            if state.closing
+                || state.waiting > 0
+                || self.most_warm == 0
+                || out_since.elapsed() >= HAND_BACK_AFTER
+            {
                 return; // `connection` goes back to sqlx's pool
             }
-            let stale = state.kept.iter().take_while(|w| !w.is_trusted()).count();
-            let over = (state.kept.len() + 1).saturating_sub(self.most_kept);
-            let handed_back = state.kept.drain(..stale.max(over)).collect();
-            state.kept.push(Warm {
+            let stale = state.warm.iter().take_while(|w| !w.is_trusted()).count();
+            let over = (state.warm.len() + 1).saturating_sub(self.most_warm);
+            let handed_back = state.warm.drain(..stale.max(over)).collect();
+            state.warm.push(Warm {
                 connection,
                 since: Instant::now(),
+                out_since,
             });
             handed_back
         };
@@ -176,6 +200,24 @@ impl WarmPool {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for WarmPool {
+    /// Handing a connection back to sqlx's pool spawns a task, which needs a Tokio runtime.
+    /// Dropped without one (a runtime shut down before its store), the warm connections are
+    /// closed here instead.
+    fn drop(&mut self) {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let warm = std::mem::take(&mut state.warm);
+        if tokio::runtime::Handle::try_current().is_err() {
+            for warm in warm {
+                drop(warm.connection.detach());
+            }
+        }
     }
 }
 
@@ -196,10 +238,11 @@ impl fmt::Debug for WarmPool {
     }
 }
 
-/// A connection lent to one statement: kept when the statement has answered in full, handed
-/// back to sqlx's pool otherwise.
+/// A connection lent to one statement: kept warm when the statement has answered in full,
+/// handed back to sqlx's pool otherwise.
 struct Checkout<'p> {
     connection: Option<PoolConnection<Postgres>>,
+    out_since: Instant,
     home: &'p WarmPool,
     answered: bool,
 }
@@ -215,7 +258,7 @@ impl Drop for Checkout<'_> {
         if let Some(connection) = self.connection.take()
             && self.answered
         {
-            self.home.keep(connection);
+            self.home.keep_warm(connection, self.out_since);
         }
     }
 }
@@ -287,193 +330,4 @@ impl<'p> Executor<'p> for &'p WarmPool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use sqlx::postgres::PgPoolOptions;
-    use tokio::time::timeout;
-
-    use super::*;
-
-    const PATIENCE: Duration = Duration::from_secs(10);
-
-    impl WarmPool {
-        fn kept(&self) -> usize {
-            self.lock().kept.len()
-        }
-    }
-
-    /// A pool of 4 on the test database (`TEST_DATABASE_URL`); `None`, with a message, without
-    /// one.
-    async fn warm_pool() -> Option<WarmPool> {
-        warm_pool_of(4).await
-    }
-
-    async fn warm_pool_of(max_connections: u32) -> Option<WarmPool> {
-        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests must run in CI"
-            );
-            eprintln!("skipping: set TEST_DATABASE_URL to run the PostgreSQL tests");
-            return None;
-        };
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(PATIENCE)
-            .connect(&url)
-            .await
-            .unwrap();
-        Some(WarmPool::new(pool))
-    }
-
-    /// Holds a connection long enough for others started with it to hold theirs too.
-    async fn overlapping(pool: &WarmPool) {
-        sqlx::query("SELECT pg_sleep(0.2)")
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-
-    async fn backend(pool: &WarmPool) -> i32 {
-        sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(pool)
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_connection_that_answered_serves_the_next_statement() {
-        let Some(pool) = warm_pool().await else {
-            return;
-        };
-        let first = backend(&pool).await;
-        assert_eq!(pool.kept(), 1);
-        assert_eq!(backend(&pool).await, first);
-        let rows: Vec<i32> = sqlx::query_scalar("SELECT generate_series(1, 3)")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        assert_eq!(rows, [1, 2, 3]);
-        assert_eq!(backend(&pool).await, first);
-        assert_eq!(pool.kept(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_failed_or_cancelled_statement_gives_its_connection_back_to_sqlx() {
-        let Some(pool) = warm_pool().await else {
-            return;
-        };
-        backend(&pool).await;
-        let failed = sqlx::query("SELECT 1 / 0").execute(&pool).await;
-        assert!(failed.is_err());
-        assert_eq!(pool.kept(), 0, "not kept after an error");
-        backend(&pool).await;
-
-        let cancelled = timeout(
-            Duration::from_millis(100),
-            sqlx::query("SELECT pg_sleep(5)").execute(&pool),
-        )
-        .await;
-        assert!(cancelled.is_err(), "the sleep outlasted its timeout");
-        assert_eq!(pool.kept(), 0, "not kept after a cancelled statement");
-        // sqlx's pool reads what the cancelled statement left before the connection serves
-        // again; each statement gets its own answer.
-        for n in 0..5 {
-            let echoed: i32 = sqlx::query_scalar("SELECT $1")
-                .bind(n)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            assert_eq!(echoed, n);
-        }
-    }
-
-    #[tokio::test]
-    async fn connections_unused_for_a_while_go_back_to_sqlx() {
-        let Some(pool) = warm_pool().await else {
-            return;
-        };
-        // Two at once: two connections, both kept.
-        tokio::join!(overlapping(&pool), overlapping(&pool));
-        assert_eq!(pool.kept(), 2);
-        tokio::time::sleep(RECHECK_AFTER_IDLE + Duration::from_millis(100)).await;
-        backend(&pool).await;
-        assert_eq!(pool.kept(), 1, "only the one just used is kept");
-        // Every other is back in sqlx's pool, idle, once sqlx has checked it.
-        let all_back = async {
-            while pool.sqlx().num_idle() + 1 < pool.sqlx().size() as usize {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        timeout(PATIENCE, all_back)
-            .await
-            .expect("the connections not kept went back to sqlx's pool");
-        assert!(pool.sqlx().num_idle() >= 1);
-    }
-
-    #[tokio::test]
-    async fn half_the_pool_is_left_to_transactions() {
-        let Some(pool) = warm_pool().await else {
-            return;
-        };
-        tokio::join!(
-            overlapping(&pool),
-            overlapping(&pool),
-            overlapping(&pool),
-            overlapping(&pool)
-        );
-        assert_eq!(pool.sqlx().size(), 4);
-        assert_eq!(pool.kept(), 2, "half of the 4 are kept");
-        let mut transactions = Vec::new();
-        for _ in 0..2 {
-            let transaction = timeout(Duration::from_secs(1), pool.begin())
-                .await
-                .expect("the half not kept is free for transactions")
-                .unwrap();
-            transactions.push(transaction);
-        }
-    }
-
-    /// One connection is held by a long statement, the other goes from statement to statement
-    /// of a busy loop. A statement that comes meanwhile waits in sqlx's pool: the loop's
-    /// connection must go there once its statement has answered, not to the loop's next.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_statement_waiting_in_sqlx_pool_gets_the_next_connection_to_answer() {
-        let Some(pool) = warm_pool_of(2).await else {
-            return;
-        };
-        let long = sqlx::query("SELECT pg_sleep(5)").execute(&pool);
-        let busy = async {
-            loop {
-                backend(&pool).await;
-            }
-        };
-        let waiting = async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let started = Instant::now();
-            backend(&pool).await;
-            started.elapsed()
-        };
-        let waited = tokio::select! {
-            _ = long => panic!("the statement that came last waited for the long one"),
-            () = busy => unreachable!(),
-            waited = waiting => waited,
-        };
-        assert!(waited < Duration::from_secs(1), "waited {waited:?}");
-    }
-
-    #[tokio::test]
-    async fn closing_hands_the_kept_connections_back() {
-        let Some(pool) = warm_pool().await else {
-            return;
-        };
-        tokio::join!(overlapping(&pool), overlapping(&pool));
-        assert_eq!(pool.kept(), 2);
-        timeout(PATIENCE, pool.close())
-            .await
-            .expect("sqlx's pool closes once every connection is back");
-        assert!(pool.sqlx().is_closed());
-        assert!(sqlx::query("SELECT 1").execute(&pool).await.is_err());
-    }
-}
+mod tests;

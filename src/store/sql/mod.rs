@@ -12,6 +12,12 @@
 //! first row, and a statement stopped early commits when it is reset, where SQLite's WAL hook
 //! does not report the commit. This process's session cache would then take its own commit
 //! for another process's and empty itself (`session_cache::own_commits`).
+//!
+//! On PostgreSQL, statements run through `WarmPool` (`warm_pool.rs`), which reads each
+//! statement's results whole before handing on the first row, so that the connection is free
+//! for the next statement. Every read here collects its rows anyway (`fetch_all`, `fetch_one`,
+//! `fetch_optional`), so that costs nothing; a statement that streams a large result row by row
+//! (`fetch`) should run on a connection of its own from `WarmPool::sqlx`.
 
 pub(super) mod admin;
 mod events;

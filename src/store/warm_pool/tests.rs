@@ -1,0 +1,252 @@
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::RwLockReadGuard;
+use tokio::time::timeout;
+
+use super::*;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+impl WarmPool {
+    fn warm(&self) -> usize {
+        self.lock().warm.len()
+    }
+}
+
+/// A pool of 4 on the test database (`TEST_DATABASE_URL`), with a hold on the process's clock
+/// of cuts (no test moves it meanwhile); `None`, with a message, without a test database.
+async fn warm_pool() -> Option<(WarmPool, RwLockReadGuard<'static, ()>)> {
+    warm_pool_of(4).await
+}
+
+/// A pool of `max_connections`, all open and idle in sqlx's pool, so that statements started
+/// together find theirs at once.
+async fn warm_pool_of(max_connections: u32) -> Option<(WarmPool, RwLockReadGuard<'static, ()>)> {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests must run in CI"
+        );
+        eprintln!("skipping: set TEST_DATABASE_URL to run the PostgreSQL tests");
+        return None;
+    };
+    let clock = lost_connections::CLOCK.read().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(PATIENCE)
+        .connect(&url)
+        .await
+        .unwrap();
+    let open: Vec<_> =
+        futures_util::future::try_join_all((0..max_connections).map(|_| pool.acquire()))
+            .await
+            .unwrap();
+    drop(open);
+    let all_idle = async {
+        while pool.num_idle() < max_connections as usize {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    timeout(PATIENCE, all_idle)
+        .await
+        .expect("the connections opened went back to sqlx's pool");
+    Some((WarmPool::new(pool), clock))
+}
+
+/// Holds a connection long enough for others started with it to hold theirs too.
+async fn overlapping(pool: &WarmPool) {
+    sqlx::query("SELECT pg_sleep(0.2)")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn backend(pool: &WarmPool) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_that_answered_serves_the_next_statement() {
+    let Some((pool, _clock)) = warm_pool().await else {
+        return;
+    };
+    let first = backend(&pool).await;
+    assert_eq!(pool.warm(), 1);
+    assert_eq!(backend(&pool).await, first);
+    let rows: Vec<i32> = sqlx::query_scalar("SELECT generate_series(1, 3)")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, [1, 2, 3]);
+    assert_eq!(backend(&pool).await, first);
+    assert_eq!(pool.warm(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_or_cancelled_statement_gives_its_connection_back_to_sqlx() {
+    let Some((pool, _clock)) = warm_pool().await else {
+        return;
+    };
+    backend(&pool).await;
+    let failed = sqlx::query("SELECT 1 / 0").execute(&pool).await;
+    assert!(failed.is_err());
+    assert_eq!(pool.warm(), 0, "not kept warm after an error");
+    backend(&pool).await;
+
+    let cancelled = timeout(
+        Duration::from_millis(100),
+        sqlx::query("SELECT pg_sleep(5)").execute(&pool),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the sleep outlasted its timeout");
+    assert_eq!(pool.warm(), 0, "not kept warm after a cancelled statement");
+    // Whichever connection serves them, the statements after get their own answers, not what
+    // the cancelled one left unread.
+    for n in 0..5 {
+        let echoed: i32 = sqlx::query_scalar("SELECT $1")
+            .bind(n)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(echoed, n);
+    }
+}
+
+#[tokio::test]
+async fn connections_unused_for_a_while_go_back_to_sqlx() {
+    let Some((pool, _clock)) = warm_pool().await else {
+        return;
+    };
+    // Two at once: two connections, both kept warm.
+    tokio::join!(overlapping(&pool), overlapping(&pool));
+    assert_eq!(pool.warm(), 2);
+    tokio::time::sleep(RECHECK_AFTER_IDLE + Duration::from_millis(100)).await;
+    backend(&pool).await;
+    assert_eq!(pool.warm(), 1, "only the one just used is kept warm");
+    // Every other is back in sqlx's pool, idle, once sqlx has checked it.
+    let all_back = async {
+        while pool.sqlx().num_idle() + 1 < pool.sqlx().size() as usize {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    timeout(PATIENCE, all_back)
+        .await
+        .expect("the connections not kept warm went back to sqlx's pool");
+    assert!(pool.sqlx().num_idle() >= 1);
+}
+
+#[tokio::test]
+async fn a_connection_out_of_sqlx_pool_for_long_goes_back_after_its_statement() {
+    let Some((pool, _clock)) = warm_pool().await else {
+        return;
+    };
+    backend(&pool).await;
+    let out_since = pool.lock().warm[0].out_since;
+    backend(&pool).await;
+    assert_eq!(
+        pool.lock().warm[0].out_since,
+        out_since,
+        "a warm connection's time out of sqlx's pool runs on from statement to statement"
+    );
+
+    let connection = pool.sqlx().acquire().await.unwrap();
+    let long_ago = Instant::now().checked_sub(HAND_BACK_AFTER).unwrap();
+    pool.keep_warm(connection, long_ago);
+    assert_eq!(pool.warm(), 1, "only the first is kept warm");
+}
+
+#[tokio::test]
+async fn half_the_pool_is_left_to_transactions() {
+    let Some((pool, _clock)) = warm_pool().await else {
+        return;
+    };
+    tokio::join!(
+        overlapping(&pool),
+        overlapping(&pool),
+        overlapping(&pool),
+        overlapping(&pool)
+    );
+    assert_eq!(pool.sqlx().size(), 4);
+    assert_eq!(pool.warm(), 2, "half of the 4 are kept warm");
+    let mut transactions = Vec::new();
+    for _ in 0..2 {
+        let transaction = timeout(Duration::from_secs(1), pool.begin())
+            .await
+            .expect("the half not kept warm is free for transactions")
+            .unwrap();
+        transactions.push(transaction);
+    }
+
+    // sqlx's pool has none idle now: the next transaction takes a warm connection back.
+    let third = timeout(Duration::from_secs(2), pool.begin())
+        .await
+        .expect("a warm connection went back to sqlx's pool for the transaction")
+        .unwrap();
+    assert_eq!(pool.warm(), 1);
+    transactions.push(third);
+}
+
+/// One connection is held by a long statement, the other goes from statement to statement of
+/// a busy loop. A statement that comes meanwhile waits in sqlx's pool: the loop's connection
+/// must go there once its statement has answered, not to the loop's next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_waiting_in_sqlx_pool_gets_the_next_connection_to_answer() {
+    let Some((pool, _clock)) = warm_pool_of(2).await else {
+        return;
+    };
+    let long = sqlx::query("SELECT pg_sleep(5)").execute(&pool);
+    let busy = async {
+        loop {
+            backend(&pool).await;
+        }
+    };
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        backend(&pool).await;
+        started.elapsed()
+    };
+    let waited = tokio::select! {
+        _ = long => panic!("the statement that came last waited for the long one"),
+        () = busy => unreachable!(),
+        waited = waiting => waited,
+    };
+    assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+}
+
+#[tokio::test]
+async fn closing_closes_the_warm_connections_too() {
+    let Some((pool, _clock)) = warm_pool().await else {
+        return;
+    };
+    tokio::join!(overlapping(&pool), overlapping(&pool));
+    assert_eq!(pool.warm(), 2);
+    timeout(PATIENCE, pool.close())
+        .await
+        .expect("sqlx's pool closes once every connection is back");
+    assert!(pool.sqlx().is_closed());
+    assert_eq!(pool.sqlx().size(), 0, "no connection is left open");
+    assert!(sqlx::query("SELECT 1").execute(&pool).await.is_err());
+}
+
+/// A runtime shut down before its store: handing a warm connection back to sqlx's pool would
+/// spawn a task, and panic without a runtime.
+#[test]
+fn a_pool_dropped_outside_a_runtime_closes_its_warm_connections() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pool = runtime.block_on(async {
+        let (pool, _clock) = warm_pool().await?;
+        backend(&pool).await;
+        Some(pool)
+    });
+    let Some(pool) = pool else {
+        return;
+    };
+    assert_eq!(pool.warm(), 1);
+    drop(runtime);
+    drop(pool);
+}
