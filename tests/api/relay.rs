@@ -1,6 +1,6 @@
 //! A TCP relay to the test database server that can go down as a server does (refusing new
 //! connections and cutting the open ones, then coming back on the same port), and can keep a
-//! copy of what each connection sends the server.
+//! copy of what each connection sends the server, which `FrontendMessages` reads.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +10,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// What one connection sent the server.
 type Sent = Arc<Mutex<Vec<u8>>>;
 
+/// Listens on a port of its own and relays each connection to the test database server.
 pub struct Relay {
+    /// The port it listens on, on 127.0.0.1; the same after a restart.
     pub port: u16,
     upstream: String,
     /// What each connection sent the server, in the order they connected; `None` when not kept.
@@ -25,11 +27,12 @@ struct Running {
 }
 
 impl Relay {
-    /// A relay to the server of `TEST_DATABASE_URL`, keeping what is sent if `keep_sent`; `None`
-    /// (with a message) when that server is reached through a Unix socket, which has no TCP
-    /// port to stand in for.
+    /// A relay to the server of `TEST_DATABASE_URL` (which callers check is set), keeping what
+    /// is sent if `keep_sent`; `None` (with a message) when that server is reached through a
+    /// Unix socket, which has no TCP port to stand in for.
     pub async fn to_test_database(keep_sent: bool) -> Option<Self> {
-        let upstream = url::Url::parse(&std::env::var("TEST_DATABASE_URL").ok()?).ok()?;
+        let url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL is set");
+        let upstream = url::Url::parse(&url).expect("TEST_DATABASE_URL is a URL");
         let (Some(host), false) = (
             upstream.host_str().filter(|host| !host.is_empty()),
             upstream.query_pairs().any(|(key, _)| key == "host"),
@@ -109,6 +112,7 @@ impl Relay {
         }
     }
 
+    /// Listens again on the same port, as a server back from a restart.
     pub async fn restart(&self) {
         let listener = TcpListener::bind(("127.0.0.1", self.port))
             .await
@@ -142,4 +146,123 @@ async fn relay(client: TcpStream, server: TcpStream, copy: Option<Sent>) {
         () = upstream => {}
         _ = downstream => {}
     }
+}
+
+/// Counts of what clients sent a PostgreSQL server (the frontend messages of its protocol), on
+/// the connections of one application (`application_name`).
+#[derive(Debug, Default, PartialEq)]
+pub struct FrontendMessages {
+    /// Statements run: `Execute` in the extended protocol, `Query` in the simple one.
+    pub statements: usize,
+    /// `Sync` messages that close no statement: round trips that check a connection.
+    pub checks: usize,
+}
+
+impl FrontendMessages {
+    /// Reads the bytes of each connection (as `Relay::sent` gives them) that named itself
+    /// `application_name` in its startup message: a length, the protocol version and pairs of
+    /// names and values ending in `\0`; then messages of a type byte and a length that counts
+    /// itself. A message cut off at the end is left for the next reading. Connections must not
+    /// ask for TLS (`sslmode=disable`), which would make the rest unreadable.
+    pub fn of(application_name: &str, connections: &[Vec<u8>]) -> Self {
+        let mut counts = Self::default();
+        for bytes in connections {
+            let length_at = |at: usize| -> Option<usize> {
+                let field = bytes.get(at..at + 4)?;
+                Some(u32::from_be_bytes(field.try_into().unwrap()) as usize)
+            };
+            let Some(startup) = length_at(0).and_then(|length| bytes.get(8..length)) else {
+                continue;
+            };
+            let mut parameters = startup.split(|&byte| byte == 0);
+            let named = std::iter::from_fn(|| Some((parameters.next()?, parameters.next()?))).any(
+                |(name, value)| name == b"application_name" && value == application_name.as_bytes(),
+            );
+            if !named {
+                continue;
+            }
+            let mut at = startup.len() + 8;
+            let mut previous = None;
+            while let Some(length) = length_at(at + 1) {
+                let end = at + 1 + length;
+                if end > bytes.len() {
+                    break;
+                }
+                let kind = bytes[at];
+                match kind {
+                    b'E' | b'Q' => counts.statements += 1,
+                    // Parse, Bind, Describe, Execute and Close come before the `Sync` that
+                    // ends their batch.
+                    b'S' if !matches!(previous, Some(b'P' | b'B' | b'D' | b'E' | b'C')) => {
+                        counts.checks += 1;
+                    }
+                    _ => {}
+                }
+                previous = Some(kind);
+                at = end;
+            }
+        }
+        counts
+    }
+}
+
+#[test]
+fn frontend_messages_are_counted_on_the_named_connections_only() {
+    fn startup(application_name: &str) -> Vec<u8> {
+        let mut body = 196_608_u32.to_be_bytes().to_vec(); // protocol 3.0
+        for part in ["user", "postgres", "application_name", application_name, ""] {
+            body.extend_from_slice(part.as_bytes());
+            body.push(0);
+        }
+        let mut message = u32::try_from(body.len() + 4)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
+        message.extend(body);
+        message
+    }
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut message = vec![kind];
+        message.extend_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
+        message.extend_from_slice(body);
+        message
+    }
+    let statement: Vec<u8> = [b'P', b'B', b'D', b'E', b'S']
+        .into_iter()
+        .flat_map(|kind| message(kind, b"x\0"))
+        .collect();
+    let check = message(b'S', b"");
+    let simple = message(b'Q', b"SELECT 1\0");
+    let cut_off = &message(b'E', b"portal\0")[..5];
+
+    let login = [
+        startup("gatehouse-login"),
+        statement.clone(),
+        check.clone(),
+        simple,
+        check.clone(),
+        cut_off.to_vec(),
+    ]
+    .concat();
+    let other = [startup("gatehouse"), statement, check].concat();
+    let connections = [login, other, b"\0\0".to_vec()];
+
+    assert_eq!(
+        FrontendMessages::of("gatehouse-login", &connections),
+        FrontendMessages {
+            statements: 2,
+            checks: 2,
+        }
+    );
+    assert_eq!(
+        FrontendMessages::of("gatehouse", &connections),
+        FrontendMessages {
+            statements: 1,
+            checks: 1,
+        }
+    );
+    assert_eq!(
+        FrontendMessages::of("shop", &connections),
+        FrontendMessages::default()
+    );
 }
