@@ -172,6 +172,15 @@ async fn half_the_pool_is_left_to_transactions() {
     );
     assert_eq!(pool.sqlx().size(), 4);
     assert_eq!(pool.warm(), 2, "half of the 4 are kept warm");
+    // The other two are idle in sqlx's pool once it has checked them.
+    let checked = async {
+        while pool.sqlx().num_idle() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    timeout(PATIENCE, checked)
+        .await
+        .expect("the two not kept warm went back to sqlx's pool");
     let mut transactions = Vec::new();
     for _ in 0..2 {
         let transaction = timeout(Duration::from_secs(1), pool.begin())
@@ -180,6 +189,11 @@ async fn half_the_pool_is_left_to_transactions() {
             .unwrap();
         transactions.push(transaction);
     }
+    assert_eq!(
+        pool.warm(),
+        2,
+        "none went back while sqlx's pool had idle ones"
+    );
 
     // sqlx's pool has none idle now: the next transaction takes a warm connection back.
     let third = timeout(Duration::from_secs(2), pool.begin())
