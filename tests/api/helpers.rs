@@ -195,6 +195,32 @@ impl Drop for TestDb {
     }
 }
 
+/// Signs `username` up with the service at `base` and logs in, asserting each step worked;
+/// returns the access token. For services this file did not start (`Process`) as well.
+pub async fn signup_and_login_at(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> String {
+    let signup = client
+        .post(format!("{base}/users/"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), StatusCode::OK, "sign-up of {username}");
+    let login = client
+        .post(format!("{base}/token"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK, "login of {username}");
+    let body: Value = login.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
@@ -210,10 +236,7 @@ impl TestApp {
 
     /// Signs up and returns an access token, asserting each step worked.
     pub async fn signup_and_login(&self, username: &str) -> String {
-        let password = "correct horse battery";
-        let response = self.signup(username, password).await;
-        assert_eq!(response.status(), StatusCode::OK, "sign-up of {username}");
-        self.token_for(username, password).await
+        signup_and_login_at(&self.client, &self.base, username, "correct horse battery").await
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Response {

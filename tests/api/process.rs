@@ -7,8 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use crate::helpers::signup_and_login_at;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
 
@@ -97,22 +96,7 @@ impl Process {
         username: &str,
         password: &str,
     ) -> String {
-        let signup = client
-            .post(self.url("/users/"))
-            .json(&json!({"username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(signup.status(), StatusCode::OK, "sign-up of {username}");
-        let login = client
-            .post(self.url("/token"))
-            .form(&[("username", username), ("password", password)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(login.status(), StatusCode::OK, "login of {username}");
-        let body: Value = login.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_string()
+        signup_and_login_at(client, &self.base, username, password).await
     }
 
     /// Sends SIGTERM.

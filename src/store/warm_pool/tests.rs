@@ -43,15 +43,21 @@ async fn warm_pool_of(max_connections: u32) -> Option<(WarmPool, RwLockReadGuard
             .await
             .unwrap();
     drop(open);
-    let all_idle = async {
-        while pool.num_idle() < max_connections as usize {
+    until_idle(&pool, max_connections as usize, "the connections opened").await;
+    Some((WarmPool::new(pool), clock))
+}
+
+/// Waits until sqlx's pool holds `count` idle connections: one handed back is idle only once
+/// sqlx has checked it. `what` names the connections, for the failure message.
+async fn until_idle(pool: &PgPool, count: usize, what: &str) {
+    let idle = async {
+        while pool.num_idle() < count {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    timeout(PATIENCE, all_idle)
+    timeout(PATIENCE, idle)
         .await
-        .expect("the connections opened went back to sqlx's pool");
-    Some((WarmPool::new(pool), clock))
+        .unwrap_or_else(|_| panic!("{what} went back to sqlx's pool"));
 }
 
 /// Holds a connection long enough for others started with it to hold theirs too.
@@ -128,15 +134,8 @@ async fn connections_unused_for_a_while_go_back_to_sqlx() {
     backend(&pool).await;
     assert_eq!(pool.warm(), 1, "only the one just used is kept warm");
     // Every other is back in sqlx's pool, idle, once sqlx has checked it.
-    let all_back = async {
-        while pool.sqlx().num_idle() + 1 < pool.sqlx().size() as usize {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    timeout(PATIENCE, all_back)
-        .await
-        .expect("the connections not kept warm went back to sqlx's pool");
-    assert!(pool.sqlx().num_idle() >= 1);
+    let not_warm = pool.sqlx().size() as usize - 1;
+    until_idle(pool.sqlx(), not_warm, "the connections not kept warm").await;
 }
 
 #[tokio::test]
@@ -173,14 +172,7 @@ async fn half_the_pool_is_left_to_transactions() {
     assert_eq!(pool.sqlx().size(), 4);
     assert_eq!(pool.warm(), 2, "half of the 4 are kept warm");
     // The other two are idle in sqlx's pool once it has checked them.
-    let checked = async {
-        while pool.sqlx().num_idle() < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    timeout(PATIENCE, checked)
-        .await
-        .expect("the two not kept warm went back to sqlx's pool");
+    until_idle(pool.sqlx(), 2, "the two not kept warm").await;
     let mut transactions = Vec::new();
     for _ in 0..2 {
         let transaction = timeout(Duration::from_secs(1), pool.begin())
