@@ -25,7 +25,7 @@
 //! would otherwise go from statement to statement among those that come later, and the
 //! waiting one would wait until one grew stale, a second (measured so before this rule: logins
 //! of 1 to 2 s at the start of a flood). A transaction waits in sqlx's pool the same way, and
-//! when that pool has no idle connection, the oldest warm one goes back for it. At most half
+//! when that pool has fewer idle connections than wait there, the oldest warm one goes back. At most half
 //! the pool's connections are kept warm; what asks sqlx's pool directly (the change feed
 //! reconnecting) may still wait for a warm one to go back, which the next statement or
 //! transaction does. Nothing else hands back a warm connection, so after a burst up to that
@@ -100,22 +100,26 @@ impl WarmPool {
         &self.pool
     }
 
-    /// A transaction on a connection from sqlx's pool. If that pool has none idle, the oldest
-    /// warm connection goes back to it, so that the transaction does not wait for a statement
-    /// to come and hand it back.
+    /// A transaction on a connection from sqlx's pool. If that pool has fewer idle connections
+    /// than statements and transactions waiting there, this one included, the oldest warm
+    /// connection goes back to it, so that the transaction does not wait for a statement to
+    /// come and hand one back. Counting the others that wait matters: two transactions begun
+    /// together would otherwise both count on the one idle connection, and the second wait.
     pub(super) async fn begin(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
         let (waiting, handed_back) = {
             let mut state = self.lock();
-            state.waiting += 1;
-            let handed_back =
-                (self.pool.num_idle() == 0 && !state.warm.is_empty()).then(|| state.warm.remove(0));
-            (Waiting(self), handed_back)
+            let waiting = Waiting::counted(self, &mut state);
+            let short = self.pool.num_idle() < state.waiting;
+            let handed_back = (short && !state.warm.is_empty()).then(|| state.warm.remove(0));
+            (waiting, handed_back)
         };
         // Outside the lock: dropping a connection gives it to a task that checks it.
         drop(handed_back);
-        let transaction = self.pool.begin().await;
+        let connection = self.pool.acquire().await;
+        // No longer waiting once it has its connection, before the round trip of `BEGIN`: a
+        // connection that answers meanwhile may be kept warm again.
         drop(waiting);
-        transaction
+        Transaction::begin(connection?, None).await
     }
 
     /// Closes sqlx's pool, hands the warm connections back to it (which closes them), and waits
@@ -155,17 +159,19 @@ impl WarmPool {
     /// to sqlx's pool (each is older than the last) and the caller waits there, counted in the
     /// same step, so that no connection is kept warm while it waits.
     fn take_warm_or_wait(&self) -> Result<Warm, Waiting<'_>> {
-        let stale = {
+        let (waiting, stale) = {
             let mut state = self.lock();
             if state.warm.last().is_some_and(Warm::is_trusted) {
                 return Ok(state.warm.pop().expect("checked above"));
             }
-            state.waiting += 1;
-            std::mem::take(&mut state.warm)
+            (
+                Waiting::counted(self, &mut state),
+                std::mem::take(&mut state.warm),
+            )
         };
         // Outside the lock: dropping a connection gives it to a task that checks it.
         drop(stale);
-        Err(Waiting(self))
+        Err(waiting)
     }
 
     /// Keeps warm a connection whose statement ran to its end, unless a statement waits in
@@ -204,25 +210,43 @@ impl WarmPool {
 }
 
 impl Drop for WarmPool {
-    /// Handing a connection back to sqlx's pool spawns a task, which needs a Tokio runtime.
-    /// Dropped without one (a runtime shut down before its store), the warm connections are
-    /// closed here instead.
+    /// A connection leaving sqlx's pool's hands spawns a task (to check it and take it back,
+    /// or, with `min_connections`, to open another in its place), and sqlx panics where there
+    /// is no Tokio runtime. Dropped without one (a runtime shut down before its store), the
+    /// warm connections are dropped inside a runtime made for the purpose and never run:
+    /// its shutdown drops those tasks, which closes the connections.
     fn drop(&mut self) {
         let state = self
             .state
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let warm = std::mem::take(&mut state.warm);
-        if tokio::runtime::Handle::try_current().is_err() {
-            for warm in warm {
-                drop(warm.connection.detach());
+        if warm.is_empty() || tokio::runtime::Handle::try_current().is_ok() {
+            return; // `warm` goes back to sqlx's pool
+        }
+        match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(runtime) => {
+                let _inside = runtime.enter();
+                drop(warm);
             }
+            // The process is out of threads or memory: left open rather than a panic in a
+            // drop; the database server closes them when the process ends.
+            Err(_) => warm.into_iter().for_each(std::mem::forget),
         }
     }
 }
 
 /// One statement or transaction waiting in sqlx's pool, counted until dropped.
 struct Waiting<'p>(&'p WarmPool);
+
+impl<'p> Waiting<'p> {
+    /// Counts one more, under the lock that decided it waits, so that no connection is kept
+    /// warm from that moment on.
+    fn counted(home: &'p WarmPool, state: &mut State) -> Self {
+        state.waiting += 1;
+        Self(home)
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
@@ -255,10 +279,13 @@ impl Checkout<'_> {
 
 impl Drop for Checkout<'_> {
     fn drop(&mut self) {
-        if let Some(connection) = self.connection.take()
-            && self.answered
-        {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        if self.answered {
             self.home.keep_warm(connection, self.out_since);
+        } else {
+            drop(connection); // back to sqlx's pool, which checks it
         }
     }
 }
@@ -304,6 +331,9 @@ impl<'p> Executor<'p> for &'p WarmPool {
         })
     }
 
+    // Preparing and describing a statement (the `query!` macros, `sqlx prepare`) go to sqlx's
+    // pool directly: the store never asks for either at run time, so they bypass the warm
+    // connections and the rules above.
     fn prepare_with<'e>(
         self,
         sql: SqlStr,

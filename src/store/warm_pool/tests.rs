@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::RwLockReadGuard;
 use tokio::time::timeout;
@@ -23,6 +24,11 @@ async fn warm_pool() -> Option<(WarmPool, RwLockReadGuard<'static, ()>)> {
 /// A pool of `max_connections`, all open and idle in sqlx's pool, so that statements started
 /// together find theirs at once.
 async fn warm_pool_of(max_connections: u32) -> Option<(WarmPool, RwLockReadGuard<'static, ()>)> {
+    warm_pool_with(PgPoolOptions::new().max_connections(max_connections)).await
+}
+
+/// The test database's address; `None`, with a message, where there is none.
+fn test_database_url() -> Option<String> {
     let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -31,9 +37,16 @@ async fn warm_pool_of(max_connections: u32) -> Option<(WarmPool, RwLockReadGuard
         eprintln!("skipping: set TEST_DATABASE_URL to run the PostgreSQL tests");
         return None;
     };
+    Some(url)
+}
+
+async fn warm_pool_with(
+    options: PgPoolOptions,
+) -> Option<(WarmPool, RwLockReadGuard<'static, ()>)> {
+    let url = test_database_url()?;
     let clock = lost_connections::CLOCK.read().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
+    let max_connections = options.get_max_connections();
+    let pool = options
         .acquire_timeout(PATIENCE)
         .connect(&url)
         .await
@@ -60,12 +73,13 @@ async fn until_idle(pool: &PgPool, count: usize, what: &str) {
         .unwrap_or_else(|_| panic!("{what} went back to sqlx's pool"));
 }
 
-/// Holds a connection long enough for others started with it to hold theirs too.
-async fn overlapping(pool: &WarmPool) {
-    sqlx::query("SELECT pg_sleep(0.2)")
-        .execute(pool)
+/// Holds a connection long enough for others started with it to hold theirs too; the
+/// database server's process for it.
+async fn overlapping(pool: &WarmPool) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid() FROM pg_sleep(0.2)")
+        .fetch_one(pool)
         .await
-        .unwrap();
+        .unwrap()
 }
 
 async fn backend(pool: &WarmPool) -> i32 {
@@ -73,6 +87,29 @@ async fn backend(pool: &WarmPool) -> i32 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// Waits until the database server has no process left for any of `backends`: their
+/// connections were closed. Asked on a connection of its own.
+async fn until_closed(url: &str, backends: &[i32]) {
+    let mut observer = sqlx::PgConnection::connect(url).await.unwrap();
+    let closed = async {
+        loop {
+            let open: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                    .bind(backends)
+                    .fetch_one(&mut observer)
+                    .await
+                    .unwrap();
+            if open == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(PATIENCE, closed)
+        .await
+        .unwrap_or_else(|_| panic!("the connections of {backends:?} are still open"));
 }
 
 #[tokio::test]
@@ -152,8 +189,11 @@ async fn a_connection_out_of_sqlx_pool_for_long_goes_back_after_its_statement() 
         "a warm connection's time out of sqlx's pool runs on from statement to statement"
     );
 
+    let Some(long_ago) = Instant::now().checked_sub(HAND_BACK_AFTER) else {
+        eprintln!("skipped the hand-back: the monotonic clock began less than a minute ago");
+        return;
+    };
     let connection = pool.sqlx().acquire().await.unwrap();
-    let long_ago = Instant::now().checked_sub(HAND_BACK_AFTER).unwrap();
     pool.keep_warm(connection, long_ago);
     assert_eq!(pool.warm(), 1, "only the first is kept warm");
 }
@@ -196,6 +236,35 @@ async fn half_the_pool_is_left_to_transactions() {
     transactions.push(third);
 }
 
+/// Two waiting in sqlx's pool and one connection idle there: the second may not count on the
+/// idle one too, or it would wait until a statement came to hand one back.
+#[tokio::test]
+async fn a_transaction_beside_another_waiting_gets_a_warm_connection_back() {
+    let Some((pool, _clock)) = warm_pool().await else {
+        return;
+    };
+    tokio::join!(
+        overlapping(&pool),
+        overlapping(&pool),
+        overlapping(&pool),
+        overlapping(&pool)
+    );
+    until_idle(pool.sqlx(), 2, "the two not kept warm").await;
+    let _first = pool.begin().await.unwrap();
+    assert_eq!(pool.sqlx().num_idle(), 1);
+    // Another statement or transaction is waiting for that one idle connection.
+    let _other = Waiting::counted(&pool, &mut pool.lock());
+    let _second = timeout(Duration::from_secs(2), pool.begin())
+        .await
+        .expect("the transaction got a connection")
+        .unwrap();
+    assert_eq!(
+        pool.warm(),
+        1,
+        "a warm connection went back for the one waiting beside it"
+    );
+}
+
 /// One connection is held by a long statement, the other goes from statement to statement of
 /// a busy loop. A statement that comes meanwhile waits in sqlx's pool: the loop's connection
 /// must go there once its statement has answered, not to the loop's next.
@@ -229,30 +298,33 @@ async fn closing_closes_the_warm_connections_too() {
     let Some((pool, _clock)) = warm_pool().await else {
         return;
     };
-    tokio::join!(overlapping(&pool), overlapping(&pool));
+    let (first, second) = tokio::join!(overlapping(&pool), overlapping(&pool));
     assert_eq!(pool.warm(), 2);
     timeout(PATIENCE, pool.close())
         .await
         .expect("sqlx's pool closes once every connection is back");
-    assert!(pool.sqlx().is_closed());
-    assert_eq!(pool.sqlx().size(), 0, "no connection is left open");
     assert!(sqlx::query("SELECT 1").execute(&pool).await.is_err());
+    until_closed(&test_database_url().unwrap(), &[first, second]).await;
 }
 
-/// A runtime shut down before its store: handing a warm connection back to sqlx's pool would
-/// spawn a task, and panic without a runtime.
+/// A runtime shut down before its store: a warm connection leaving sqlx's pool's hands would
+/// spawn a task, and panic without a runtime; with `min_connections`, even one closed at once.
 #[test]
 fn a_pool_dropped_outside_a_runtime_closes_its_warm_connections() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pool = runtime.block_on(async {
-        let (pool, _clock) = warm_pool().await?;
-        backend(&pool).await;
-        Some(pool)
+        let options = PgPoolOptions::new().max_connections(4).min_connections(1);
+        let (pool, _clock) = warm_pool_with(options).await?;
+        let warm = backend(&pool).await;
+        Some((pool, warm))
     });
-    let Some(pool) = pool else {
+    let Some((pool, warm)) = pool else {
         return;
     };
     assert_eq!(pool.warm(), 1);
     drop(runtime);
     drop(pool);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(until_closed(&test_database_url().unwrap(), &[warm]));
 }
