@@ -198,21 +198,26 @@ async fn a_connection_out_of_sqlx_pool_for_long_goes_back_after_its_statement() 
     assert_eq!(pool.warm(), 1, "only the first is kept warm");
 }
 
+/// Four statements at once on a pool of 4: half are kept warm, and the other two are idle in
+/// sqlx's pool once it has checked them.
+async fn half_warm_half_idle(pool: &WarmPool) {
+    tokio::join!(
+        overlapping(pool),
+        overlapping(pool),
+        overlapping(pool),
+        overlapping(pool)
+    );
+    assert_eq!(pool.sqlx().size(), 4);
+    assert_eq!(pool.warm(), 2, "half of the 4 are kept warm");
+    until_idle(pool.sqlx(), 2, "the two not kept warm").await;
+}
+
 #[tokio::test]
 async fn half_the_pool_is_left_to_transactions() {
     let Some((pool, _clock)) = warm_pool().await else {
         return;
     };
-    tokio::join!(
-        overlapping(&pool),
-        overlapping(&pool),
-        overlapping(&pool),
-        overlapping(&pool)
-    );
-    assert_eq!(pool.sqlx().size(), 4);
-    assert_eq!(pool.warm(), 2, "half of the 4 are kept warm");
-    // The other two are idle in sqlx's pool once it has checked them.
-    until_idle(pool.sqlx(), 2, "the two not kept warm").await;
+    half_warm_half_idle(&pool).await;
     let mut transactions = Vec::new();
     for _ in 0..2 {
         let transaction = timeout(Duration::from_secs(1), pool.begin())
@@ -243,13 +248,7 @@ async fn a_transaction_beside_another_waiting_gets_a_warm_connection_back() {
     let Some((pool, _clock)) = warm_pool().await else {
         return;
     };
-    tokio::join!(
-        overlapping(&pool),
-        overlapping(&pool),
-        overlapping(&pool),
-        overlapping(&pool)
-    );
-    until_idle(pool.sqlx(), 2, "the two not kept warm").await;
+    half_warm_half_idle(&pool).await;
     let _first = pool.begin().await.unwrap();
     assert_eq!(pool.sqlx().num_idle(), 1);
     // Another statement or transaction is waiting for that one idle connection.
