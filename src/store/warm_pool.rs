@@ -25,11 +25,11 @@
 //! would otherwise go from statement to statement among those that come later, and the
 //! waiting one would wait until one grew stale, a second (measured so before this rule: logins
 //! of 1 to 2 s at the start of a flood). A transaction waits in sqlx's pool the same way, and
-//! when that pool has fewer idle connections than wait there, the oldest warm one goes back. At most half
-//! the pool's connections are kept warm; what asks sqlx's pool directly (the change feed
-//! reconnecting) may still wait for a warm one to go back, which the next statement or
-//! transaction does. Nothing else hands back a warm connection, so after a burst up to that
-//! many stay open, unused, until then.
+//! when that pool has fewer idle connections than wait there, the oldest warm one goes back.
+//! At most half the pool's connections are kept warm; what asks sqlx's pool directly (the
+//! change feed reconnecting) may still wait for a warm one to go back, which the next
+//! statement or transaction does. Nothing else hands back a warm connection, so after a burst
+//! up to that many stay open, unused, until then.
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
