@@ -94,11 +94,19 @@ impl AppState {
 }
 
 /// The whole service: the routes inside the layers every request goes through.
+pub fn app(state: AppState) -> App {
+    app_with(state, Router::new())
+}
+
+/// `app` with routes of your own beside Gatehouse's, behind the same layers: request ids, the
+/// request log, security headers, CORS, the body limit, metrics, and a 500 for a handler that
+/// panics (`request_log::record_route`). Handlers can take `AuthUser` or `BearerSession` to require a bearer token.
+/// A route that Gatehouse serves too makes this panic, as axum does for overlapping routes.
 ///
 /// The layers wrap the router as one service instead of being added with `Router::layer`,
 /// which wraps every route separately: hyper clones the service for each request, and a stack
 /// of per-route layers costs one allocation per layer and route clone on every request.
-pub fn app(state: AppState) -> App {
+pub fn app_with(state: AppState, routes: Router<AppState>) -> App {
     let request_id = HeaderName::from_static("x-request-id");
     // No origins configured: same-origin only, and no CORS work on each request.
     let cors =
@@ -123,7 +131,7 @@ pub fn app(state: AppState) -> App {
             metrics,
             metrics::track_requests,
         ))
-        .service(router(state));
+        .service(router_with(state, routes));
     App::new(service)
 }
 
@@ -134,10 +142,16 @@ pub type App = BoxCloneSyncService<Request, Response, Infallible>;
 /// matched route records its template for the request log and metrics
 /// (`request_log::record_route`).
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// `router` with `routes` merged in (`app_with`).
+fn router_with(state: AppState, routes: Router<AppState>) -> Router {
     Router::new()
         // The JSON API and its documentation (`/openapi.json`, `/docs`), from one list.
         .merge(docs::router())
         .merge(pages::router())
+        .merge(routes)
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         // After the 405 fallback, which replaces each route's own: a 405 keeps its route.
         .route_layer(axum::middleware::from_fn(request_log::record_route))

@@ -13,6 +13,7 @@ mod connections;
 mod contract;
 mod docs;
 mod email;
+mod extending;
 mod import;
 mod instances;
 mod keys;

@@ -1,0 +1,73 @@
+//! Routes of one's own beside Gatehouse's (`http::app_with`), behind the same layers, and what a
+//! handler that panics answers.
+
+use std::net::SocketAddr;
+
+use axum::routing::get;
+use axum::{Router, ServiceExt as _};
+use gatehouse::http::{AuthUser, app_with};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, spawn_app};
+use crate::metrics::{sample, scrape};
+
+both_backends!(own_routes_get_the_layers_and_a_panic_answers_500);
+
+async fn own_routes_get_the_layers_and_a_panic_answers_500(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.signup_and_login("alice").await;
+    let routes = Router::new()
+        .route(
+            "/hello",
+            get(|AuthUser(user): AuthUser| async move { format!("hello {}", user.username) }),
+        )
+        .route("/bug", get(a_bug));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let service = app_with(app.state.clone(), routes);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            service.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{base}{path}"));
+
+    // An own route takes Gatehouse's extractors: signed in, or a 401.
+    let hello = get("/hello").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(hello.status(), StatusCode::OK);
+    assert!(hello.headers().contains_key("x-request-id"));
+    assert_eq!(hello.text().await.unwrap(), "hello alice");
+    let anonymous = get("/hello").send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // A panic answers 500 in the API's shape, through the same layers, without its message.
+    let bug = get("/bug").send().await.unwrap();
+    assert_eq!(bug.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(bug.headers().contains_key("x-request-id"));
+    assert_eq!(bug.headers()["x-content-type-options"], "nosniff");
+    let body: Value = bug.json().await.unwrap();
+    assert_eq!(body, json!({"detail": "Internal server error"}));
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"gatehouse_http_requests_total{method="GET",route="/bug",status="500"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+
+    // The service goes on, Gatehouse's own routes beside the new ones.
+    let me = get("/users/me/").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(me.json::<Value>().await.unwrap()["username"], "alice");
+}
+
+async fn a_bug() -> &'static str {
+    panic!("a bug whose message names a secret")
+}
