@@ -100,8 +100,9 @@ pub fn app(state: AppState) -> App {
 
 /// `app` with routes of your own beside Gatehouse's, behind the same layers: request ids, the
 /// request log, security headers, CORS, the body limit, metrics, and a 500 for a handler that
-/// panics (`request_log::record_route`). Handlers can take `AuthUser` or `BearerSession` to require a bearer token.
-/// A route that Gatehouse serves too makes this panic, as axum does for overlapping routes.
+/// panics (`request_log::record_route`). Handlers can take `AuthUser` or `BearerSession` to
+/// require a bearer token. A route that Gatehouse serves too makes this panic, as axum does
+/// for overlapping routes.
 ///
 /// The layers wrap the router as one service instead of being added with `Router::layer`,
 /// which wraps every route separately: hyper clones the service for each request, and a stack
