@@ -15,6 +15,7 @@ use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
+use super::pages;
 use crate::error::Error;
 
 type MakeSpan = fn(&Request) -> Span;
@@ -57,23 +58,31 @@ fn request_span(request: &Request) -> Span {
 /// own would cost one more allocation on every request (`super::app_with`).
 pub async fn record_route(route: MatchedPath, request: Request, next: Next) -> Response {
     Span::current().record("route", tracing::field::display(route.as_str()));
+    // Read before the request moves into the handler: after a panic it is gone.
+    let browser = pages::wants_html(request.headers());
     let mut response = AssertUnwindSafe(next.run(request))
         .catch_unwind()
         .await
-        .unwrap_or_else(answer_panic);
+        .unwrap_or_else(|panic| answer_panic(&*panic, browser));
     response.extensions_mut().insert(route);
     response
 }
 
-/// A 500 like any internal error, instead of a connection closed without an answer. The
-/// panic's message goes to the log, never to the client.
-fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
+/// A 500 like any internal error, instead of a connection closed without an answer: the error
+/// page for a browser, as for a 404, and JSON for an API client. The panic's message goes to
+/// the log, never to the client.
+fn answer_panic(panic: &(dyn Any + Send), browser: bool) -> Response {
     let message = panic
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)");
-    Error::Internal(anyhow::anyhow!("a request handler panicked: {message}")).into_response()
+    let error = Error::Internal(anyhow::anyhow!("a request handler panicked: {message}"));
+    if browser {
+        pages::PageError::Service(error).into_response()
+    } else {
+        error.into_response()
+    }
 }
 
 fn log_response(response: &Response, latency: Duration, _span: &Span) {

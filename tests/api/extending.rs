@@ -1,5 +1,5 @@
 //! Routes of one's own beside Gatehouse's (`http::app_with`), behind the same layers, and what a
-//! handler that panics answers.
+//! handler that panics answers, to an API client and to a browser.
 
 use std::net::SocketAddr;
 
@@ -52,13 +52,31 @@ async fn own_routes_get_the_layers_and_a_panic_answers_500(backend: Backend) {
     assert_eq!(bug.headers()["x-content-type-options"], "nosniff");
     let body: Value = bug.json().await.unwrap();
     assert_eq!(body, json!({"detail": "Internal server error"}));
+    // A browser gets the error page instead, as for a 404, still without the message.
+    let page = get("/bug")
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Something went wrong"), "{html}");
+    assert!(html.contains("An unexpected error occurred."), "{html}");
+    assert!(!html.contains("secret"), "{html}");
+
     let text = scrape(&app).await;
     assert_eq!(
         sample(
             &text,
             r#"gatehouse_http_requests_total{method="GET",route="/bug",status="500"}"#
         ),
-        Some(1.0),
+        Some(2.0),
         "{text}"
     );
 
