@@ -66,7 +66,8 @@ pub trait LimitArea: Send + Sync + 'static {
 pub struct Login;
 /// `POST /users/` and `POST /signup`.
 pub struct Signup;
-/// `POST /password-reset` and `POST /forgot-password`.
+/// The requests that email an account: `POST /password-reset`, `POST /forgot-password`,
+/// `POST /verify-email/resend` and `POST /verify-email/send-again`.
 pub struct PasswordReset;
 
 impl LimitArea for Login {
@@ -177,6 +178,11 @@ fn mask(ip: IpAddr) -> IpAddr {
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
 /// address of `X-Forwarded-For` that is not a trusted proxy itself (entries further left
 /// are whatever the client claimed, and never believed).
+///
+/// The walk goes from the right, the end our proxies append to, and stops at the first
+/// entry that is not an address: anything left of it came from the client too. (Reading
+/// from the left instead let a client send `X-Forwarded-For: <any address>, x` and be
+/// counted as that address.)
 pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
     let peer = parts
         .extensions
@@ -186,23 +192,24 @@ pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = parts
+    let entries: Vec<&str> = parts
         .headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .map_while(|entry| entry.parse::<IpAddr>().ok())
         .collect();
-    let mut last = peer;
-    for ip in forwarded.into_iter().rev() {
-        last = ip;
+    let mut client = peer;
+    for entry in entries.into_iter().rev() {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
         if !is_trusted(&ip) {
             break;
         }
     }
-    Some(last)
+    Some(client)
 }
 
 /// Takes a token for the request's client; a refusal becomes a 429 error (recorded once per
@@ -366,5 +373,12 @@ mod tests {
         let direct = parts("10.0.0.5", None);
         assert_eq!(client_ip(&direct, &trusted), Some(ip("10.0.0.5")));
         assert_eq!(client_ip(&proxied, &[]), Some(ip("10.0.0.5")));
+        // A client's own entries, even one that is not an address, never hide the one our
+        // proxy appended.
+        let claimed = parts("10.0.0.5", Some("6.6.6.6, not-an-address, 198.51.100.7"));
+        assert_eq!(client_ip(&claimed, &trusted), Some(ip("198.51.100.7")));
+        // Nothing believable after our proxy: the proxy itself is the client.
+        let garbled = parts("10.0.0.5", Some("6.6.6.6, not-an-address"));
+        assert_eq!(client_ip(&garbled, &trusted), Some(ip("10.0.0.5")));
     }
 }
