@@ -225,7 +225,8 @@ pub struct RateLimits {
     pub login: RateLimit,
     /// `POST /users/` and the sign-up page (`RATE_LIMIT_SIGNUP`).
     pub signup: RateLimit,
-    /// Password-reset requests, API and page (`RATE_LIMIT_PASSWORD_RESET`).
+    /// Requests that email an account: a password reset or a new verification link, API and
+    /// page (`RATE_LIMIT_PASSWORD_RESET`).
     pub password_reset: RateLimit,
 }
 

@@ -143,9 +143,18 @@ pub struct ResendRequest {
     path = "/verify-email/resend",
     tag = "recovery",
     request_body = ResendRequest,
-    responses((status = 202, description = "Accepted (always the same answer)", body = Detail), BodyErrors)
+    responses(
+        (status = 202, description = "Accepted (always the same answer)", body = Detail),
+        (status = 429, description = "Too many requests for emails from this address",
+         body = super::docs::ErrorBody,
+         headers(("Retry-After" = String, description = "Seconds to wait"))),
+        BodyErrors,
+    )
 )]
 async fn resend_verification(
+    // Each request sends an email: limited like password resets, so that nobody can flood
+    // an unconfirmed inbox.
+    _: super::rate_limit::PerIp<super::rate_limit::PasswordReset>,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ResendRequest>,
 ) -> (StatusCode, Json<Detail>) {

@@ -103,6 +103,26 @@ async fn per_address_limits_answer_429_with_retry_after_then_refill(backend: Bac
         .await;
     assert_detail(over, StatusCode::TOO_MANY_REQUESTS, "Too many requests").await;
 
+    // A new verification link is an email on request too: the same limit, shared.
+    let alice = json!({"username": "alice"});
+    let resend = || app.post_json("/verify-email/resend", &alice);
+    assert_detail(
+        resend().await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+    )
+    .await;
+    app.clock.advance(chrono::Duration::seconds(60));
+    for _ in 0..2 {
+        assert_eq!(resend().await.status(), StatusCode::ACCEPTED);
+    }
+    assert_detail(
+        resend().await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+    )
+    .await;
+
     // The first refusal of a run is in the audit trail, once.
     let recorded = app
         .fetch_text(

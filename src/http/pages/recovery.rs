@@ -138,6 +138,8 @@ pub struct ResendFields {
 
 /// "Send the link again" from the login page.
 pub async fn resend_verification(
+    // Sends an email, as the forgot-password form does, and shares its limit.
+    _: crate::http::rate_limit::PerIpPage<crate::http::rate_limit::PasswordReset>,
     State(state): State<AppState>,
     CsrfForm(fields): CsrfForm<ResendFields>,
 ) -> Response {
