@@ -226,25 +226,33 @@ async fn update_me(
 ) -> Result<Json<UserResponse>> {
     let now = state.clock.now();
     let store = state.store.as_ref();
-    if let Some(full_name) = update.full_name {
-        let full_name = full_name.trim();
-        if full_name.chars().count() > 200 {
+    // Everything is checked before anything is written: a refused request changes nothing.
+    let full_name = update
+        .full_name
+        .as_deref()
+        .map(|full_name| {
+            let full_name = full_name.trim();
+            if full_name.chars().count() > 200 {
+                return Err(Error::validation(
+                    "full_name",
+                    "Full name must be at most 200 characters long",
+                ));
+            }
+            Ok((!full_name.is_empty()).then_some(full_name))
+        })
+        .transpose()?;
+    let email_change = match (update.email, update.current_password) {
+        (None, _) => None,
+        (Some(email), Some(password)) => Some((email, password)),
+        (Some(_), None) => {
             return Err(Error::validation(
-                "full_name",
-                "Full name must be at most 200 characters long",
-            ));
-        }
-        store
-            .set_full_name(user.id, (!full_name.is_empty()).then_some(full_name), now)
-            .await?;
-    }
-    if let Some(email) = update.email {
-        let password = update.current_password.ok_or_else(|| {
-            Error::validation(
                 "current_password",
                 "The current password is required to change the email address",
-            )
-        })?;
+            ));
+        }
+    };
+    // The email change checks the password and the address, then writes and sends.
+    if let Some((email, password)) = email_change {
         request_email_change(
             store,
             &state.hasher,
@@ -255,6 +263,9 @@ async fn update_me(
             now,
         )
         .await?;
+    }
+    if let Some(full_name) = full_name {
+        store.set_full_name(user.id, full_name, now).await?;
     }
     let user = store.user_by_id(user.id).await?.ok_or(Error::NotFound)?;
     Ok(Json(user.into()))

@@ -281,21 +281,30 @@ async fn email_change_applies_only_when_the_new_address_is_confirmed(backend: Ba
             .send()
     };
 
-    let wrong = patch(json!({"email": "new@example.com", "current_password": "wrong"}))
-        .await
-        .unwrap();
+    // Each refusal changes nothing, not even the name sent beside the address.
+    let wrong = patch(json!({
+        "email": "new@example.com", "current_password": "wrong", "full_name": "Mallory"
+    }))
+    .await
+    .unwrap();
     assert_detail(
         wrong,
         StatusCode::BAD_REQUEST,
         "Current password is incorrect",
     )
     .await;
-    let missing = patch(json!({"email": "new@example.com"})).await.unwrap();
-    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let invalid = patch(json!({"email": "not an address", "current_password": PASSWORD}))
+    let missing = patch(json!({"email": "new@example.com", "full_name": "Mallory"}))
         .await
         .unwrap();
+    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let invalid = patch(json!({
+        "email": "not an address", "current_password": PASSWORD, "full_name": "Mallory"
+    }))
+    .await
+    .unwrap();
     assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let me: Value = app.get_me(&token).await.json().await.unwrap();
+    assert_eq!(me["full_name"], Value::Null, "{me}");
 
     let accepted = patch(
         json!({"email": "new@example.com", "current_password": PASSWORD, "full_name": "Alice A."}),
