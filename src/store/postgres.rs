@@ -123,6 +123,11 @@ const START_SESSION: &str = concat!(
 );
 
 impl PgStore {
+    /// A transaction that writes (the name the shared SQL calls; SQLite's differs).
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin().await
+    }
+
     async fn start_session(&self, session: NewSession) -> StoreResult<Session> {
         let event = session.event.as_ref();
         Ok(bind_new_session!(sqlx::query_as(START_SESSION), &session)

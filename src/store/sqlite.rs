@@ -67,11 +67,22 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// A transaction that writes, as every transaction of the store does. `BEGIN IMMEDIATE`
+    /// takes the write lock first, waiting its turn for up to the busy timeout, so that what
+    /// the transaction reads stays current until it commits. After a plain `BEGIN`, a
+    /// transaction that read before a concurrent writer committed could not write at all:
+    /// SQLite refuses it at once (`SQLITE_BUSY_SNAPSHOT`, a 503), where PostgreSQL waits and
+    /// sees the other's write. Two uses of one refresh token at once must be a rotation and a
+    /// reuse on both backends.
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Starts a session with its first refresh token and its login event, in one transaction:
     /// all of them or none, and one commit. (SQLite has no inserts inside `WITH`, which lets
     /// PostgreSQL do this in one statement; here a statement costs no network round trip.)
     async fn start_session(&self, session: NewSession) -> StoreResult<Session> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let started: Session = bind_new_session!(sqlx::query_as(insert_session!()), &session)
             .fetch_one(&mut *tx)
             .await?;

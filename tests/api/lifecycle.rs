@@ -11,6 +11,7 @@ use crate::helpers::{Backend, TestApp, assert_detail, spawn_app};
 
 both_backends!(
     refresh_rotates_and_reuse_revokes_the_family,
+    one_refresh_token_used_at_once_is_one_rotation_and_reuses,
     logout_revokes_the_access_token_at_once,
     sessions_are_listed_and_ended_one_or_all_others,
     password_change_ends_every_other_session,
@@ -113,6 +114,53 @@ async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Several uses of one refresh token at the same moment (a thief and its owner racing): the
+/// first rotates, every other is a reuse that ends the family. None of them is turned away as
+/// if the database were down.
+async fn one_refresh_token_used_at_once_is_one_rotation_and_reuses(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("alice", PASSWORD).await;
+    let first = login_pair(&app, "alice").await;
+
+    let answers =
+        futures::future::join_all((0..6).map(|_| use_refresh(&app, &first.refresh))).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(reqwest::Response::status).collect();
+    let winners: Vec<reqwest::Response> = answers
+        .into_iter()
+        .filter(|answer| answer.status() == StatusCode::OK)
+        .collect();
+    assert_eq!(winners.len(), 1, "{statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::BAD_REQUEST)
+            .count(),
+        5,
+        "{statuses:?}"
+    );
+    let winner = pair_from(winners.into_iter().next().unwrap()).await;
+
+    // The winner's pair went with the family.
+    assert_eq!(
+        status_of_me(&app, &winner.access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_detail(
+        use_refresh(&app, &winner.refresh).await,
+        StatusCode::BAD_REQUEST,
+        "Invalid refresh token",
+    )
+    .await;
+    let sessions = app
+        .fetch_text(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE u.username = $1",
+            "alice",
+        )
+        .await;
+    assert_eq!(sessions.as_deref(), Some("0"));
 }
 
 async fn logout_revokes_the_access_token_at_once(backend: Backend) {

@@ -71,7 +71,7 @@ macro_rules! impl_admin_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::ImportOutcome> {
                 use $crate::store::ImportOutcome;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 if !$crate::store::sql::admin::claim_source_row!(tx, "users", source_id, now) {
                     return Ok(ImportOutcome::AlreadyImported);
                 }
@@ -105,7 +105,7 @@ macro_rules! impl_admin_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::ImportOutcome> {
                 use $crate::store::ImportOutcome;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 if !$crate::store::sql::admin::claim_source_row!(tx, "notes", source_id, now) {
                     return Ok(ImportOutcome::AlreadyImported);
                 }

@@ -19,7 +19,7 @@ macro_rules! impl_profile_store {
             }
 
             async fn create_email_token(&self, token: $crate::store::NewEmailToken) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL")
                     .bind(token.created_at)
                     .bind(token.user_id)

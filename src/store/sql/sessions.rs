@@ -126,7 +126,7 @@ macro_rules! impl_session_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::Rotation> {
                 use $crate::store::Rotation;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let found: Option<(i64, i64, Option<chrono::DateTime<chrono::Utc>>, i64)> = sqlx::query_as(
                     "SELECT r.id, r.session_id, r.used_at, s.user_id FROM refresh_tokens r \
                      JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",

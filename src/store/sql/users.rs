@@ -113,7 +113,7 @@ macro_rules! impl_user_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
                 let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
                     .bind(disabled)
                     .bind(now)
