@@ -151,6 +151,9 @@ impl From<StoreError> for Error {
             }
             StoreError::Conflict(what) => Self::Conflict(what),
             StoreError::NotFound => Self::NotFound,
+            StoreError::NulInText => {
+                Self::BadRequest("Text must not contain the NUL character".into())
+            }
             StoreError::Other(cause) => Self::Internal(cause),
         }
     }

@@ -43,13 +43,16 @@ impl Username {
 
     /// The lookup key for any string a client sends as a username, valid or not.
     /// Lets login look up users without rejecting names created under older rules.
+    ///
+    /// NUL, which no stored name holds (PostgreSQL refuses it in text), becomes U+FFFD, which
+    /// no valid name holds either: such a lookup finds no one on both backends, instead of
+    /// failing on one.
     pub fn fold(raw: &str) -> String {
-        // ASCII is already in NFKC and stays so when lowercased: the common case, and on
-        // every bearer request, so it skips the normalisation passes.
-        if raw.is_ascii() {
-            return raw.to_ascii_lowercase();
+        let key = fold_case(raw);
+        if key.contains('\0') {
+            return key.replace('\0', "\u{FFFD}");
         }
-        fold_unicode(raw)
+        key
     }
 
     pub fn as_str(&self) -> &str {
@@ -58,6 +61,16 @@ impl Username {
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+}
+
+fn fold_case(raw: &str) -> String {
+    // ASCII is already in NFKC and stays so when lowercased: the common case, and on every
+    // bearer request, so it skips the normalisation passes.
+    if raw.is_ascii() {
+        raw.to_ascii_lowercase()
+    } else {
+        fold_unicode(raw)
     }
 }
 
@@ -75,6 +88,13 @@ impl fmt::Display for Username {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_folds_to_a_character_no_name_holds() {
+        assert_eq!(Username::fold("Al\0ice"), "al\u{fffd}ice");
+        assert_eq!(Username::fold("Ä\0"), "ä\u{fffd}");
+        assert!(Username::parse("al\u{fffd}ice").is_err());
+    }
 
     #[test]
     fn accepts_letters_digits_and_punctuation() {
@@ -140,7 +160,7 @@ mod proptests {
 
         #[test]
         fn ascii_shortcut_folds_as_unicode_does(raw in "[\\x00-\\x7f]{0,80}") {
-            prop_assert_eq!(Username::fold(&raw), fold_unicode(&raw));
+            prop_assert_eq!(fold_case(&raw), fold_unicode(&raw));
         }
     }
 }

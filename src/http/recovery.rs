@@ -16,7 +16,7 @@ use super::{ApiJson, AppState, AuthUser};
 use crate::auth::recovery::{
     confirm_password_reset, request_email_change, request_password_reset, send_verification,
 };
-use crate::domain::Username;
+use crate::domain::{FullName, Username};
 use crate::error::{Error, Result};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -230,17 +230,9 @@ async fn update_me(
     let full_name = update
         .full_name
         .as_deref()
-        .map(|full_name| {
-            let full_name = full_name.trim();
-            if full_name.chars().count() > 200 {
-                return Err(Error::validation(
-                    "full_name",
-                    "Full name must be at most 200 characters long",
-                ));
-            }
-            Ok((!full_name.is_empty()).then_some(full_name))
-        })
-        .transpose()?;
+        .map(FullName::parse)
+        .transpose()
+        .map_err(|msg| Error::validation("full_name", msg))?;
     let email_change = match (update.email, update.current_password) {
         (None, _) => None,
         (Some(email), Some(password)) => Some((email, password)),
@@ -265,6 +257,7 @@ async fn update_me(
         .await?;
     }
     if let Some(full_name) = full_name {
+        let full_name = full_name.as_ref().map(FullName::as_str);
         store.set_full_name(user.id, full_name, now).await?;
     }
     let user = store.user_by_id(user.id).await?.ok_or(Error::NotFound)?;

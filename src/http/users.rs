@@ -15,7 +15,7 @@ use super::{ApiJson, AppState, AuthUser};
 use crate::audit::{self, EventKind};
 use crate::auth::recovery::send_verification;
 use crate::auth::sessions::ClientMeta;
-use crate::domain::{Email, Password, PasswordContext, PasswordPolicy, Username};
+use crate::domain::{Email, FullName, Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{NewUser, StoreError, User};
 
@@ -79,7 +79,7 @@ pub struct SignUp {
     pub username: Username,
     pub password: Password,
     pub email: Option<Email>,
-    pub full_name: Option<String>,
+    pub full_name: Option<FullName>,
 }
 
 impl SignUpRequest {
@@ -113,24 +113,23 @@ impl SignUpRequest {
         check("email", email.as_ref().map(drop).map_err(Clone::clone));
         let full_name = self
             .full_name
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty());
+            .as_deref()
+            .map(FullName::parse)
+            .transpose()
+            .map(Option::flatten);
         check(
             "full_name",
-            match &full_name {
-                Some(n) if n.chars().count() > 200 => {
-                    Err("Full name must be at most 200 characters long".into())
-                }
-                _ => Ok(()),
-            },
+            full_name.as_ref().map(drop).map_err(Clone::clone),
         );
-        match (username, password, email) {
-            (Ok(username), Ok(password), Ok(email)) if errors.is_empty() => Ok(SignUp {
-                username,
-                password,
-                email,
-                full_name,
-            }),
+        match (username, password, email, full_name) {
+            (Ok(username), Ok(password), Ok(email), Ok(full_name)) if errors.is_empty() => {
+                Ok(SignUp {
+                    username,
+                    password,
+                    email,
+                    full_name,
+                })
+            }
             _ => Err(Error::Validation(errors)),
         }
     }
@@ -147,7 +146,7 @@ pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
     let new_user = NewUser {
         username: sign_up.username,
         email: sign_up.email,
-        full_name: sign_up.full_name,
+        full_name: sign_up.full_name.map(FullName::into_inner),
         hashed_password,
     };
     let user = state

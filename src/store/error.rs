@@ -11,6 +11,10 @@ pub enum StoreError {
     /// The database cannot be reached or is shutting down: the client should retry.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Text the database cannot store: NUL, which PostgreSQL refuses in any text value. The
+    /// domain types refuse it first; this keeps one that slips through a 400, not a 500.
+    #[error("text with a NUL character")]
+    NulInText,
     #[error(transparent)]
     Other(anyhow::Error),
 }
@@ -29,6 +33,8 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 Self::Conflict(db.constraint().unwrap_or("unique").to_string())
             }
+            // character_not_in_repertoire: PostgreSQL's answer to a NUL in text.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("22021") => Self::NulInText,
             sqlx::Error::Database(db) if is_outage(db.as_ref()) => {
                 Self::Unavailable(db.message().to_string())
             }

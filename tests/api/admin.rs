@@ -23,7 +23,7 @@ const PASSWORD: &str = "correct horse battery";
 
 impl TestApp {
     /// Signs `username` up, makes them a superuser, and returns their id and token.
-    async fn superuser(&self, username: &str) -> (i64, String) {
+    pub(crate) async fn superuser(&self, username: &str) -> (i64, String) {
         let token = self.signup_and_login(username).await;
         let id = self.user_id(username).await;
         assert!(

@@ -8,6 +8,7 @@ use crate::helpers::{Backend, assert_detail, spawn_app};
 
 both_backends!(
     malformed_bodies_are_4xx_never_500,
+    a_nul_character_gets_the_same_answer_on_both_backends,
     oversized_bodies_are_413,
     cors_allows_configured_origins_only,
     unknown_routes_and_methods_have_json_errors,
@@ -53,6 +54,85 @@ async fn malformed_bodies_are_4xx_never_500(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(no_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+/// NUL, which PostgreSQL cannot store in text, wherever it comes in: the answer a name that
+/// no one has gets, or a 422 that names the field, the same on both backends, never a 500.
+async fn a_nul_character_gets_the_same_answer_on_both_backends(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.superuser("alice").await;
+    let send = |method: reqwest::Method, path: &str, body: Value| {
+        app.client
+            .request(method, app.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+
+    assert_detail(
+        app.login("al\0ice", "correct horse battery").await,
+        StatusCode::UNAUTHORIZED,
+        "Incorrect username or password",
+    )
+    .await;
+    let reset = app
+        .post_json("/password-reset", &json!({"username": "al\0ice"}))
+        .await;
+    assert_eq!(reset.status(), StatusCode::ACCEPTED);
+    let found = app.get_auth("/admin/users?q=al%00", &token).await;
+    assert_eq!(found.status(), StatusCode::OK);
+    let found: Value = found.json().await.unwrap();
+    assert_eq!(found["total"], 0, "{found}");
+
+    let refused = [
+        (
+            send(reqwest::Method::POST, "/notes/", json!({"text": "milk\0"})).await,
+            "text",
+            "Note text must not contain the NUL character",
+        ),
+        (
+            send(reqwest::Method::PATCH, "/users/me", json!({"full_name": "Al\0ice"})).await,
+            "full_name",
+            "Full name must not contain control characters",
+        ),
+        (
+            send(
+                reqwest::Method::POST,
+                "/users/",
+                json!({"username": "bob", "password": "correct horse battery", "full_name": "B\0b"}),
+            )
+            .await,
+            "full_name",
+            "Full name must not contain control characters",
+        ),
+    ];
+    for (answer, field, message) in refused {
+        let answer = answer.unwrap_or_else(|answer| panic!("{answer}"));
+        assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["detail"][0]["loc"][1], field, "{body}");
+        assert_eq!(body["detail"][0]["msg"], message, "{body}");
+    }
+    let me: Value = app.get_me(&token).await.json().await.unwrap();
+    assert_eq!(me["full_name"], Value::Null);
+    let notes: Value = app.get_auth("/notes/", &token).await.json().await.unwrap();
+    assert_eq!(notes, json!([]));
+
+    // Below those checks, PostgreSQL's refusal is a 400 with a message, not a 500.
+    let id = app.user_id("alice").await;
+    let stored = app
+        .state
+        .store
+        .set_full_name(id, Some("Al\0ice"), chrono::Utc::now())
+        .await;
+    match backend {
+        Backend::Sqlite => assert!(stored.is_ok(), "{stored:?}"),
+        Backend::Postgres => {
+            let error = gatehouse::error::Error::from(stored.unwrap_err());
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(error.detail(), "Text must not contain the NUL character");
+        }
+    }
 }
 
 async fn oversized_bodies_are_413(backend: Backend) {
