@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::doc_responses::BearerErrors;
 use super::docs::{ErrorBody, ValidationErrorBody};
-use super::extract::{AdminUser, path_id};
+use super::extract::{AdminUser, ApiPath, ApiQuery, path_id};
 use super::session::ClientInfo;
 use super::sessions::SessionOut;
 use crate::admin::{AdminAction, perform};
@@ -199,7 +199,7 @@ pub async fn target(store: &dyn Store, raw_id: &str) -> Result<User> {
 async fn list_users(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<UserListOut>> {
     let search = Search::from_query(&query)?;
     let found = search.run(state.store.as_ref()).await?;
@@ -229,7 +229,7 @@ async fn list_users(
 async fn show_user(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<UserDetailOut>> {
     let user = target(state.store.as_ref(), &id).await?;
     let now = state.clock.now();
@@ -265,7 +265,7 @@ async fn delete_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     ClientInfo(client): ClientInfo,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     let user = target(state.store.as_ref(), &id).await?;
     perform(&state, &admin, &client, &user, AdminAction::Delete).await?;
@@ -316,7 +316,7 @@ macro_rules! action_route {
             State(state): State<AppState>,
             AdminUser(admin): AdminUser,
             ClientInfo(client): ClientInfo,
-            Path(id): Path<String>,
+            ApiPath(id): ApiPath<String>,
         ) -> Result<Json<ActionOut>> {
             act(&state, &admin, &client, &id, $action).await
         }

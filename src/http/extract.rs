@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::pages::PageError;
 use crate::auth::sessions::keep_alive;
 use crate::domain::Username;
 use crate::error::{AuthFailure, Error, FieldError};
@@ -129,6 +130,44 @@ fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
     }
+}
+
+/// Path parameters (`ApiPath`) and query parameters (`ApiQuery`) as axum reads them, with its
+/// rejections answered like any other invalid value: a 422 naming the part of the address,
+/// instead of axum's plain-text 400. Such a rejection is a segment that is not UTF-8 once
+/// decoded (`/notes/%FF`), or a query that does not fit the fields (one given twice).
+/// Pages take `PagePath` and `PageQuery`, whose refusal is a page.
+macro_rules! url_extractor {
+    ($name:ident, $axum:ident, $place:literal, $rejection:ty) => {
+        pub struct $name<T>(pub T);
+
+        impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for $name<T> {
+            type Rejection = $rejection;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                match axum::extract::$axum::<T>::from_request_parts(parts, state).await {
+                    Ok(axum::extract::$axum(value)) => Ok(Self(value)),
+                    Err(rejection) => Err(invalid_address($place, rejection.body_text()).into()),
+                }
+            }
+        }
+    };
+}
+
+url_extractor!(ApiPath, Path, "path", Error);
+url_extractor!(ApiQuery, Query, "query", Error);
+url_extractor!(PagePath, Path, "path", PageError);
+url_extractor!(PageQuery, Query, "query", PageError);
+
+fn invalid_address(place: &str, msg: String) -> Error {
+    Error::Validation(vec![FieldError {
+        loc: vec![place.into()],
+        msg,
+        kind: "value_error".into(),
+    }])
 }
 
 /// A numeric id from the path; anything else is a 422 naming the path parameter.

@@ -2,7 +2,7 @@
 //! another user's note is a 404, never a 403, so ids reveal nothing.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::doc_responses::{BearerErrors, BodyErrors};
 use super::docs::{ErrorBody, ValidationErrorBody};
-use super::extract::path_id;
+use super::extract::{ApiPath, path_id};
 use super::{ApiJson, AppState, AuthUser};
 use crate::domain::NoteText;
 use crate::error::{Error, Result};
@@ -126,7 +126,7 @@ async fn create_note(
 async fn read_note(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NoteOut>> {
     let note = state.store.note(user.id, path_id(&id)?).await?;
     note.map(|n| Json(n.into())).ok_or(Error::NotFound)
@@ -150,7 +150,7 @@ async fn read_note(
 async fn update_note(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<NoteUpdate>,
 ) -> Result<Json<NoteOut>> {
     let patch = NotePatch {
@@ -181,7 +181,7 @@ async fn update_note(
 async fn delete_note(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     if state.store.delete_note(user.id, path_id(&id)?).await? {
         Ok(StatusCode::NO_CONTENT)

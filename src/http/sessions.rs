@@ -2,7 +2,7 @@
 //! change the password (which ends all others).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::doc_responses::{BearerErrors, BodyErrors};
 use super::docs::ErrorBody;
-use super::extract::path_id;
+use super::extract::{ApiPath, path_id};
 use super::session::ClientInfo;
 use super::{ApiJson, AppState, BearerSession};
 use crate::audit::{self, EventKind};
@@ -168,7 +168,7 @@ async fn end_session(
     State(state): State<AppState>,
     caller: BearerSession,
     ClientInfo(client): ClientInfo,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     let id = path_id(&id)?;
     if state.store.delete_session(caller.user.id, id).await? {

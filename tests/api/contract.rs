@@ -4,11 +4,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, assert_detail, spawn_app};
+use crate::helpers::{Backend, assert_detail, assert_page, spawn_app};
 
 both_backends!(
     malformed_bodies_are_4xx_never_500,
     a_nul_character_gets_the_same_answer_on_both_backends,
+    addresses_axum_cannot_read_are_422_with_a_message,
     oversized_bodies_are_413,
     cors_allows_configured_origins_only,
     unknown_routes_and_methods_have_json_errors,
@@ -133,6 +134,45 @@ async fn a_nul_character_gets_the_same_answer_on_both_backends(backend: Backend)
             assert_eq!(error.detail(), "Text must not contain the NUL character");
         }
     }
+}
+
+/// A path segment that is not UTF-8 once decoded, or a query that does not fit a page's
+/// fields: a 422 in the API's shape, or an error page, never axum's plain-text 400. (The
+/// API's queries are read as text pairs, which take any query.)
+async fn addresses_axum_cannot_read_are_422_with_a_message(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, token) = app.superuser("alice").await;
+    let api = [
+        (reqwest::Method::GET, "/notes/%FF"),
+        (reqwest::Method::DELETE, "/users/me/sessions/%FF"),
+        (reqwest::Method::GET, "/admin/users/%FF"),
+    ];
+    for (method, path) in api {
+        let answer = app
+            .client
+            .request(method, app.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["detail"][0]["loc"], json!(["path"]), "{path}: {body}");
+        assert!(
+            body["detail"][0]["msg"].as_str().unwrap().contains("UTF-8"),
+            "{path}: {body}"
+        );
+    }
+
+    let page = app
+        .client
+        .get(app.url("/login?next=/a&next=/b"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let html = assert_page(page, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(html.contains("duplicate field"), "{html}");
 }
 
 async fn oversized_bodies_are_413(backend: Backend) {

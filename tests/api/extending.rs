@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, assert_page, spawn_app};
 use crate::metrics::{sample, scrape};
 
 both_backends!(own_routes_get_the_layers_and_a_panic_answers_500);
@@ -58,14 +58,7 @@ async fn own_routes_get_the_layers_and_a_panic_answers_500(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(
-        page.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let html = page.text().await.unwrap();
+    let html = assert_page(page, StatusCode::INTERNAL_SERVER_ERROR).await;
     assert!(html.contains("Something went wrong"), "{html}");
     assert!(html.contains("An unexpected error occurred."), "{html}");
     assert!(!html.contains("secret"), "{html}");

@@ -361,6 +361,17 @@ pub async fn assert_detail(
     headers
 }
 
+/// Asserts an HTML page with `status`, returning the page.
+pub async fn assert_page(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    response.text().await.unwrap()
+}
+
 /// Declares each scenario once and runs it on SQLite and (when available) PostgreSQL:
 /// `both_backends!(signup_works, ...)` expects `async fn signup_works(backend: Backend)`.
 #[macro_export]

@@ -1,6 +1,6 @@
 //! The landing page, the account page (profile, sessions, password) and the admin page.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use crate::auth::login::change_password;
 use crate::auth::recovery::request_email_change;
 use crate::error::Error;
 use crate::http::AppState;
-use crate::http::extract::path_id;
+use crate::http::extract::{PagePath, PageQuery, path_id};
 use crate::http::session::ClientInfo;
 
 /// How many recent events the account page lists.
@@ -90,7 +90,7 @@ async fn account_page(
 pub async fn account(
     State(state): State<AppState>,
     page: SignedInPage,
-    Query(query): Query<AccountQuery>,
+    PageQuery(query): PageQuery<AccountQuery>,
 ) -> Result<Response, PageError> {
     account_page(
         &state,
@@ -106,7 +106,7 @@ pub async fn end_session(
     State(state): State<AppState>,
     SignedInPage { signed_in, .. }: SignedInPage,
     ClientInfo(client): ClientInfo,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     let id = path_id(&id).map_err(|_| Error::NotFound)?;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -18,6 +18,7 @@ use crate::audit::EventKind;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::admin::{RECENT_EVENTS, Search, target};
+use crate::http::extract::{PagePath, PageQuery};
 use crate::http::session::ClientInfo;
 use crate::store::{Event, User};
 
@@ -107,7 +108,7 @@ fn notice_text(code: Option<&String>) -> Option<&'static str> {
 pub async fn home(
     State(state): State<AppState>,
     page: SignedInPage,
-    Query(query): Query<HashMap<String, String>>,
+    PageQuery(query): PageQuery<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     if !page.signed_in.user.is_superuser {
         return Ok(super::account::admin(page).await);
@@ -140,8 +141,8 @@ pub async fn home(
 pub async fn show_user(
     State(state): State<AppState>,
     SuperuserPage(SignedInPage { ctx, .. }): SuperuserPage,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    PagePath(id): PagePath<String>,
+    PageQuery(query): PageQuery<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let user = find(&state, &id).await?;
     let sessions = state
@@ -163,7 +164,7 @@ pub async fn show_user(
 pub async fn confirm_action(
     State(state): State<AppState>,
     SuperuserPage(SignedInPage { ctx, .. }): SuperuserPage,
-    Path((id, action)): Path<(String, String)>,
+    PagePath((id, action)): PagePath<(String, String)>,
 ) -> Result<Response, PageError> {
     if action != "delete" {
         return Err(Error::NotFound.into());
@@ -181,7 +182,7 @@ pub async fn act(
     State(state): State<AppState>,
     SuperuserPage(SignedInPage { signed_in, .. }): SuperuserPage,
     ClientInfo(client): ClientInfo,
-    Path((id, action)): Path<(String, String)>,
+    PagePath((id, action)): PagePath<(String, String)>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     let action = AdminAction::from_segment(&action).ok_or(Error::NotFound)?;

@@ -1,6 +1,6 @@
 //! Log in, sign up and log out.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use crate::audit::{self, EventKind};
 use crate::auth::recovery::ensure_verified;
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::extract::PageQuery;
 use crate::http::password_login::{check_password_login, count_success};
 use crate::http::rate_limit::{Login, PerIpPage, Signup};
 use crate::http::session::{ClientInfo, end_session, sign_in};
@@ -39,7 +40,7 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
     }
 }
 
-pub async fn show_login(ctx: PageContext, Query(query): Query<LoginQuery>) -> Response {
+pub async fn show_login(ctx: PageContext, PageQuery(query): PageQuery<LoginQuery>) -> Response {
     if ctx.user.is_some() {
         return Redirect::to(&safe_next(query.next.as_deref(), AFTER_LOGIN)).into_response();
     }

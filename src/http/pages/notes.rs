@@ -1,6 +1,6 @@
 //! The notes page: list, add, mark complete, delete. Only the owner's notes.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -11,6 +11,7 @@ use super::{CsrfForm, NoFields, PageError, SignedInPage, render};
 use crate::domain::NoteText;
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::extract::PagePath;
 use crate::store::NotePatch;
 
 const NOTES: &str = "/notes";
@@ -70,7 +71,7 @@ fn parse_id(raw: &str) -> Result<i64, PageError> {
 pub async fn toggle_note(
     State(state): State<AppState>,
     SignedInPage { signed_in, .. }: SignedInPage,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     let (owner, id) = (signed_in.user.id, parse_id(&id)?);
@@ -86,7 +87,7 @@ pub async fn toggle_note(
 pub async fn delete_note(
     State(state): State<AppState>,
     SignedInPage { signed_in, .. }: SignedInPage,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     if !state

@@ -1,6 +1,6 @@
 //! Pages of the email flows: forgot password, reset password, confirm email address.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use super::{CsrfForm, PageContext, PageError, render};
 use crate::auth::recovery::{confirm_email, confirm_password_reset};
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::extract::PageQuery;
 use crate::http::recovery::{RESET_SENT, VERIFICATION_SENT, start_resend, start_reset};
 
 pub async fn show_forgot(ctx: PageContext) -> Response {
@@ -58,7 +59,7 @@ pub struct TokenQuery {
     token: String,
 }
 
-pub async fn show_reset(ctx: PageContext, Query(query): Query<TokenQuery>) -> Response {
+pub async fn show_reset(ctx: PageContext, PageQuery(query): PageQuery<TokenQuery>) -> Response {
     let page = ResetPasswordPage {
         nav: Nav::from_context(&ctx),
         token: query.token,
@@ -109,7 +110,7 @@ pub async fn submit_reset(
 /// The link in a confirmation email: proves the address and says so.
 pub async fn verify_email(
     State(state): State<AppState>,
-    Query(query): Query<TokenQuery>,
+    PageQuery(query): PageQuery<TokenQuery>,
 ) -> Result<Response, PageError> {
     match confirm_email(state.store.as_ref(), &query.token, state.clock.now()).await {
         Ok(user) => {
