@@ -128,6 +128,19 @@ impl PgStore {
         self.pool.begin().await
     }
 
+    /// Locks a session's row until the transaction ends; whether the session exists.
+    async fn lock_session(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        session_id: i64,
+    ) -> sqlx::Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1 FOR UPDATE")
+                .bind(session_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(found.is_some())
+    }
+
     async fn start_session(&self, session: NewSession) -> StoreResult<Session> {
         let event = session.event.as_ref();
         Ok(bind_new_session!(sqlx::query_as(START_SESSION), &session)

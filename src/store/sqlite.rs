@@ -78,6 +78,19 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// Whether a session exists. SQLite has no row locks: the transaction's `BEGIN IMMEDIATE`
+    /// already holds the database's write lock, which is more than PostgreSQL's row lock.
+    async fn lock_session(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        session_id: i64,
+    ) -> sqlx::Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Starts a session with its first refresh token and its login event, in one transaction:
     /// all of them or none, and one commit. (SQLite has no inserts inside `WITH`, which lets
     /// PostgreSQL do this in one statement; here a statement costs no network round trip.)

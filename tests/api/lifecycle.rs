@@ -18,6 +18,7 @@ both_backends!(
     access_tokens_expire_on_the_services_clock,
     api_sessions_expire_when_idle_and_at_their_absolute_limit,
     browser_sessions_expire_when_idle,
+    one_refresh_token_used_at_once_is_one_rotation_and_reuses,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -115,58 +116,52 @@ async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {
     assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-/// On SQLite only for now. On PostgreSQL the same race answered two of the six requests with
-/// a 500 in one run (and passed in others); the cause is not found yet.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_refresh_token_used_at_once_on_sqlite() {
-    one_refresh_token_used_at_once_is_one_rotation_and_reuses(Backend::Sqlite).await
-}
-
 /// Several uses of one refresh token at the same moment (a thief and its owner racing): the
 /// first rotates, every other is a reuse that ends the family. None of them is turned away as
-/// if the database were down.
+/// if the database were down, nor with a 500. A race shows itself only now and then, so this
+/// runs it for several families in turn; twelve uses at once met a deadlock on PostgreSQL in
+/// the first few rounds before sessions were locked first.
 async fn one_refresh_token_used_at_once_is_one_rotation_and_reuses(backend: Backend) {
+    const USES: usize = 12;
     let app = spawn_app(backend).await;
     app.signup("alice", PASSWORD).await;
-    let first = login_pair(&app, "alice").await;
+    for round in 0..20 {
+        let first = login_pair(&app, "alice").await;
+        let answers =
+            futures::future::join_all((0..USES).map(|_| use_refresh(&app, &first.refresh))).await;
+        let statuses: Vec<StatusCode> = answers.iter().map(reqwest::Response::status).collect();
+        let count = |status| statuses.iter().filter(|s| **s == status).count();
+        assert_eq!(
+            (count(StatusCode::OK), count(StatusCode::BAD_REQUEST)),
+            (1, USES - 1),
+            "round {round}: {statuses:?}"
+        );
+        let winner = answers
+            .into_iter()
+            .find(|answer| answer.status() == StatusCode::OK)
+            .unwrap();
+        let winner = pair_from(winner).await;
 
-    let answers =
-        futures::future::join_all((0..6).map(|_| use_refresh(&app, &first.refresh))).await;
-    let statuses: Vec<StatusCode> = answers.iter().map(reqwest::Response::status).collect();
-    let winners: Vec<reqwest::Response> = answers
-        .into_iter()
-        .filter(|answer| answer.status() == StatusCode::OK)
-        .collect();
-    assert_eq!(winners.len(), 1, "{statuses:?}");
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::BAD_REQUEST)
-            .count(),
-        5,
-        "{statuses:?}"
-    );
-    let winner = pair_from(winners.into_iter().next().unwrap()).await;
-
-    // The winner's pair went with the family.
-    assert_eq!(
-        status_of_me(&app, &winner.access).await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_detail(
-        use_refresh(&app, &winner.refresh).await,
-        StatusCode::BAD_REQUEST,
-        "Invalid refresh token",
-    )
-    .await;
-    let sessions = app
-        .fetch_text(
-            "SELECT CAST(COUNT(*) AS TEXT) FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE u.username = $1",
-            "alice",
+        // The winner's pair went with the family.
+        assert_eq!(
+            status_of_me(&app, &winner.access).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_detail(
+            use_refresh(&app, &winner.refresh).await,
+            StatusCode::BAD_REQUEST,
+            "Invalid refresh token",
         )
         .await;
-    assert_eq!(sessions.as_deref(), Some("0"));
+        let sessions = app
+            .fetch_text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE u.username = $1",
+                "alice",
+            )
+            .await;
+        assert_eq!(sessions.as_deref(), Some("0"), "round {round}");
+    }
 }
 
 async fn logout_revokes_the_access_token_at_once(backend: Backend) {

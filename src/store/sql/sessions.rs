@@ -127,33 +127,44 @@ macro_rules! impl_session_store {
             ) -> $crate::store::StoreResult<$crate::store::Rotation> {
                 use $crate::store::Rotation;
                 let mut tx = self.begin_write().await?;
-                let found: Option<(i64, i64, Option<chrono::DateTime<chrono::Utc>>, i64)> = sqlx::query_as(
-                    "SELECT r.id, r.session_id, r.used_at, s.user_id FROM refresh_tokens r \
+                let family: Option<i64> =
+                    sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                        .bind(presented_hash)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(session_id) = family else {
+                    return Ok(Rotation::Invalid);
+                };
+                // Every change to a family takes its session's lock before any token's, as a
+                // logout's delete does. Concurrent uses of one token then queue here, and
+                // none waits on a token another holds while holding the session: that order
+                // ended in a deadlock on PostgreSQL (a 500) when a reuse's cascade met a use
+                // that had marked the token.
+                if !Self::lock_session(&mut tx, session_id).await? {
+                    return Ok(Rotation::Invalid);
+                }
+                // Read after the lock, so that it sees what the use before this one wrote.
+                let found: Option<(i64, Option<chrono::DateTime<chrono::Utc>>, i64)> = sqlx::query_as(
+                    "SELECT r.id, r.used_at, s.user_id FROM refresh_tokens r \
                      JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
                 )
                 .bind(presented_hash)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((token_id, session_id, used_at, user_id)) = found else {
+                let Some((token_id, used_at, user_id)) = found else {
                     return Ok(Rotation::Invalid);
                 };
-                // Marking it used only if unused makes two concurrent uses one winner, one reuse.
-                let marked = if used_at.is_none() {
-                    sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-                        .bind(now)
-                        .bind(token_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                } else {
-                    0
-                };
-                if marked == 0 {
+                if used_at.is_some() {
                     let _forget = self.cache.forget_after($crate::store::session_cache::Change::Session(session_id));
                     sqlx::query("DELETE FROM sessions WHERE id = $1").bind(session_id).execute(&mut *tx).await?;
                     tx.commit().await?;
                     return Ok(Rotation::Reused { session_id, user_id });
                 }
+                sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(token_id)
+                    .execute(&mut *tx)
+                    .await?;
                 let sql = concat!(
                     $crate::store::sql::session_user_select!(),
                     " WHERE s.id = $1 AND s.expires_at > $2 AND s.idle_expires_at > $2"
