@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{PasswordHasher, Verification, throttle};
-use crate::config::LoginThrottle;
-use crate::domain::{Password, PasswordContext, PasswordPolicy, Username};
+use crate::config::{AbuseProtection, LoginThrottle};
+use crate::domain::{Password, PasswordContext, Username};
 use crate::error::{AuthFailure, Error, Result};
 use crate::store::{Store, User, UserCredentials};
 
@@ -159,12 +159,13 @@ async fn upgrade_hash(
 
 /// Changes a signed-in user's password after checking the current one, and ends every other
 /// session of theirs (a thief holding one is out at once). `keep` is the caller's session.
-/// The new password must pass `policy` for this user; the login slow-down is cleared.
+/// The new password must pass the password policy for this user; the login slow-down is
+/// cleared.
 #[allow(clippy::too_many_arguments)]
 pub async fn change_password(
     store: &dyn Store,
     hasher: &PasswordHasher,
-    policy: &PasswordPolicy,
+    abuse: &AbuseProtection,
     user: &User,
     current: String,
     new: String,
@@ -175,10 +176,11 @@ pub async fn change_password(
         username: &user.username,
         email: user.email.as_deref(),
     };
-    let new = policy
+    let new = abuse
+        .password_policy
         .check(new, context)
         .map_err(|msg| Error::validation("new_password", msg))?;
-    confirm_current_password(store, hasher, user, current).await?;
+    confirm_current_password(store, hasher, &abuse.login_throttle, user, current, now).await?;
     let hash = hasher.hash(&new).await?;
     store.set_password_hash(user.id, &hash, now).await?;
     let ended = store.delete_other_sessions(user.id, keep).await?;
@@ -193,23 +195,42 @@ pub async fn change_password(
 
 /// Checks the signed-in user's current password, which changing the password or the email
 /// address and deleting the account all ask for.
+///
+/// A wrong one counts against the account like a failed login, and the account's slow-down
+/// applies here too: whoever holds a stolen session can guess the password no faster than
+/// through the login form.
 pub async fn confirm_current_password(
     store: &dyn Store,
     hasher: &PasswordHasher,
+    throttle_policy: &LoginThrottle,
     user: &User,
     password: String,
+    now: DateTime<Utc>,
 ) -> Result<()> {
     let wrong = || Error::BadRequest("Current password is incorrect".into());
-    let credentials = store
-        .credentials_by_key(&Username::fold(&user.username))
-        .await?
-        .ok_or_else(wrong)?;
-    let attempt = Password::attempt(password).ok_or_else(wrong)?;
-    match hasher
-        .verify(&attempt, Some(&credentials.hashed_password))
-        .await?
-    {
-        Verification::Mismatch => Err(wrong()),
-        Verification::Match | Verification::MatchNeedsRehash => Ok(()),
+    let record = store
+        .login_record(
+            &Username::fold(&user.username),
+            &throttle::name_hash(&user.username),
+        )
+        .await?;
+    let on_record = throttle::admit(throttle_policy, record.failures, now)?;
+    let credentials = record.credentials.ok_or_else(wrong)?;
+    let matched = match Password::attempt(password) {
+        Some(attempt) => !matches!(
+            hasher
+                .verify(&attempt, Some(&credentials.hashed_password))
+                .await?,
+            Verification::Mismatch
+        ),
+        None => false,
+    };
+    if !matched {
+        throttle::record_failure(store, &user.username, now).await?;
+        return Err(wrong());
     }
+    if on_record.0 {
+        throttle::clear(store, &user.username).await?;
+    }
+    Ok(())
 }

@@ -77,6 +77,36 @@ impl IntoResponses for BodyErrors {
     }
 }
 
+/// An operation with a per-address rate limit (`src/http/rate_limit.rs`): 429 with the
+/// seconds to wait.
+pub struct RateLimited;
+
+impl IntoResponses for RateLimited {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        map(vec![(
+            "429",
+            detail("Too many requests from this address")
+                .header("Retry-After", header("Seconds to wait before retrying")),
+        )])
+    }
+}
+
+/// An operation that checks the account's current password: wrong passwords count against
+/// the account like failed logins (`src/auth/throttle.rs`).
+pub struct PasswordGuesses;
+
+impl IntoResponses for PasswordGuesses {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        map(vec![(
+            "429",
+            detail("Too many wrong passwords for this account lately").header(
+                "Retry-After",
+                header("Seconds to wait (absent when only a password reset helps)"),
+            ),
+        )])
+    }
+}
+
 /// Any operation that needs the database.
 pub struct Unavailable;
 

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::doc_responses::{BearerErrors, BodyErrors};
+use super::doc_responses::{BearerErrors, BodyErrors, PasswordGuesses, RateLimited};
 use super::docs::ErrorBody;
 use super::users::UserResponse;
 use super::{ApiJson, AppState, AuthUser};
@@ -56,9 +56,7 @@ struct ResetRequest {
     request_body = ResetRequest,
     responses(
         (status = 202, description = "Accepted (always the same answer)", body = Detail),
-        (status = 429, description = "Too many reset requests from this address",
-         body = super::docs::ErrorBody,
-         headers(("Retry-After" = String, description = "Seconds to wait"))),
+        RateLimited,
         BodyErrors,
     )
 )]
@@ -145,9 +143,7 @@ pub struct ResendRequest {
     request_body = ResendRequest,
     responses(
         (status = 202, description = "Accepted (always the same answer)", body = Detail),
-        (status = 429, description = "Too many requests for emails from this address",
-         body = super::docs::ErrorBody,
-         headers(("Retry-After" = String, description = "Seconds to wait"))),
+        RateLimited,
         BodyErrors,
     )
 )]
@@ -215,6 +211,7 @@ struct UserUpdate {
     responses(
         (status = 200, description = "The user (email unchanged until confirmed)", body = UserResponse),
         (status = 400, description = "The current password is incorrect", body = ErrorBody),
+        PasswordGuesses,
         BodyErrors,
         BearerErrors,
     )
@@ -248,6 +245,7 @@ async fn update_me(
         request_email_change(
             store,
             &state.hasher,
+            &state.config.abuse.login_throttle,
             &state.outbound(),
             &user,
             password,

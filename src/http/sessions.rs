@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::doc_responses::{BearerErrors, BodyErrors};
+use super::doc_responses::{BearerErrors, BodyErrors, PasswordGuesses};
 use super::docs::ErrorBody;
 use super::extract::{ApiPath, path_id};
 use super::session::ClientInfo;
@@ -207,6 +207,7 @@ struct PasswordChange {
     responses(
         (status = 200, description = "Password changed; other sessions ended", body = Ended),
         (status = 400, description = "The current password is incorrect", body = ErrorBody),
+        PasswordGuesses,
         BodyErrors,
         BearerErrors,
     )
@@ -222,7 +223,7 @@ async fn set_password(
     let ended = change_password(
         store,
         &state.hasher,
-        &state.config.abuse.password_policy,
+        &state.config.abuse,
         &caller.user,
         change.current_password,
         change.new_password,

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::doc_responses::{BearerErrors, BodyErrors, Unavailable};
+use super::doc_responses::{BearerErrors, BodyErrors, RateLimited, Unavailable};
 use super::docs::{ErrorBody, also_at};
 use super::rate_limit::{PerIp, Signup};
 use super::session::ClientInfo;
@@ -173,8 +173,7 @@ pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
         (status = 200, description = "The new user", body = UserResponse),
         (status = 409, description = "Username already registered", body = ErrorBody),
         BodyErrors,
-        (status = 429, description = "Too many sign-ups from this address", body = ErrorBody,
-         headers(("Retry-After" = String, description = "Seconds to wait"))),
+        RateLimited,
         Unavailable,
     )
 )]

@@ -18,6 +18,7 @@ both_backends!(
     unknown_and_known_names_get_the_same_answers_through_the_same_checks,
     the_slow_down_survives_a_restart,
     the_hundredth_failure_locks_until_a_reset_clears_it,
+    a_stolen_session_guesses_the_password_no_faster_than_the_login_form,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -186,13 +187,7 @@ async fn brute_force_slows_the_account_down_while_others_still_log_in(backend: B
     // Once the delay has passed, the right password works and clears the count.
     app.clock.advance(chrono::Duration::seconds(3));
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
-    let rows = app
-        .fetch_text(
-            "SELECT CAST(COUNT(*) AS TEXT) FROM login_throttle WHERE failures > 0 AND $1 = $1",
-            "",
-        )
-        .await;
-    assert_eq!(rows.as_deref(), Some("0"));
+    assert_eq!(accounts_with_failures(&app).await, 0);
     assert_eq!(
         app.login("alice", "guess").await.status(),
         StatusCode::UNAUTHORIZED
@@ -264,6 +259,54 @@ async fn the_hundredth_failure_locks_until_a_reset_clears_it(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}
+
+/// How many accounts (or typed names) have failed logins on record.
+async fn accounts_with_failures(app: &TestApp) -> u32 {
+    let rows = app
+        .fetch_text(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM login_throttle WHERE failures > 0 AND $1 = $1",
+            "",
+        )
+        .await;
+    rows.unwrap().parse().unwrap()
+}
+
+/// Changing the password asks for the current one. Whoever holds a stolen token gets the
+/// same slow-down there as at the login form, counted on the same record.
+async fn a_stolen_session_guesses_the_password_no_faster_than_the_login_form(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("alice", PASSWORD).await;
+    let token = app.token_for("alice", PASSWORD).await;
+    let change = |current: &str| {
+        app.client
+            .post(app.url("/users/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({"current_password": current, "new_password": "a brand new passphrase"}))
+            .send()
+    };
+    let free = LoginThrottle::default().free_failures;
+    for attempt in 1..=free {
+        assert_detail(
+            change(&format!("guess {attempt}")).await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "Current password is incorrect",
+        )
+        .await;
+    }
+    let (status, retry, body) = answer(change("one guess too many").await.unwrap()).await;
+    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    assert_eq!(body, json!({"detail": SLOWED}));
+    // Even the right password waits, here and at the login form.
+    let (status, _, _) = answer(change(PASSWORD).await.unwrap()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, _) = answer(app.login("alice", PASSWORD).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Once the delay has passed, the right password works and clears the count.
+    app.clock.advance(chrono::Duration::seconds(3));
+    assert_eq!(change(PASSWORD).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(accounts_with_failures(&app).await, 0);
 }
 
 #[tokio::test]

@@ -162,7 +162,7 @@ pub async fn set_password(
     let outcome = change_password(
         state.store.as_ref(),
         &state.hasher,
-        &state.config.abuse.password_policy,
+        &state.config.abuse,
         &signed_in.user,
         fields.current_password,
         fields.new_password,
@@ -224,6 +224,7 @@ pub async fn change_email(
     let outcome = request_email_change(
         store,
         &state.hasher,
+        &state.config.abuse.login_throttle,
         &state.outbound(),
         &user,
         fields.current_password,

@@ -25,7 +25,10 @@ pub async fn delete_account(
 ) -> Result<Response, PageError> {
     let user = &signed_in.user;
     let store = state.store.as_ref();
-    match confirm_current_password(store, &state.hasher, user, fields.password).await {
+    let throttle = &state.config.abuse.login_throttle;
+    let now = state.clock.now();
+    match confirm_current_password(store, &state.hasher, throttle, user, fields.password, now).await
+    {
         Ok(()) => {}
         Err(Error::BadRequest(_)) => {
             return Ok(Redirect::to("/account?notice=delete-refused").into_response());
@@ -45,7 +48,7 @@ pub async fn delete_account(
             "user {} (id {}) deleted their account",
             user.username, user.id
         )),
-        created_at: state.clock.now(),
+        created_at: now,
     };
     if let Err(err) = state.store.record_event(event).await {
         tracing::warn!(error = %err, "audit event not recorded");
