@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::sessions::Authenticated;
 use super::{PasswordHasher, Verification, throttle};
 use crate::config::{AbuseProtection, LoginThrottle};
 use crate::domain::{Password, PasswordContext, Username};
@@ -31,7 +32,8 @@ impl From<LoginError> for Error {
     }
 }
 
-/// Returns the user when the password is right and the account active.
+/// Returns the user, with the hash the password matched, when the password is right and the
+/// account active.
 ///
 /// An account slowed down by failed logins is refused before any check (`throttle`). Unknown
 /// users are checked against a dummy hash and counted like known ones, so the answer and its
@@ -44,7 +46,7 @@ pub async fn authenticate(
     now: DateTime<Utc>,
     username: &str,
     password: String,
-) -> Result<User, LoginError> {
+) -> Result<Authenticated, LoginError> {
     let record = store
         .login_record(&Username::fold(username), &throttle::name_hash(username))
         .await
@@ -61,7 +63,7 @@ pub async fn authenticate(
             Err(LoginError::BadCredentials { user_id, failures })
         }
         Checked::Inactive { user_id } => Err(LoginError::Inactive { user_id }),
-        Checked::Right(user) => {
+        Checked::Right(account) => {
             // Most logins have no failures to forget: no write for them (a failure counted by
             // another attempt while this one was hashing then stays counted).
             if on_record.0 {
@@ -69,14 +71,14 @@ pub async fn authenticate(
                     .await
                     .map_err(LoginError::Unchecked)?;
             }
-            Ok(user)
+            Ok(account)
         }
     }
 }
 
 /// What checking a password found.
 enum Checked {
-    Right(User),
+    Right(Authenticated),
     /// A wrong password, or no such user (`user_id` is `None`).
     Wrong {
         user_id: Option<i64>,
@@ -114,47 +116,56 @@ async fn check_credentials(
         _ if credentials.user.disabled => Checked::Inactive {
             user_id: credentials.user.id,
         },
-        Verification::Match => Checked::Right(credentials.user),
+        Verification::Match => Checked::Right(credentials.into()),
         Verification::MatchNeedsRehash => {
-            upgrade_hash(store, hasher, &credentials, &attempt, now).await;
-            Checked::Right(credentials.user)
+            let password_hash = upgrade_hash(store, hasher, &credentials, &attempt, now).await;
+            Checked::Right(Authenticated {
+                password_hash,
+                user: credentials.user,
+            })
         }
     })
 }
 
 /// Replaces a matching hash made with older parameters (or bcrypt) by a current one. Best
 /// effort: the password was right, so a busy hasher or a failed write does not fail the login;
-/// the next login tries again.
+/// the next login tries again. Returns the hash the account has now, as far as this login
+/// knows: the new one if it was written, else the one that was checked.
 async fn upgrade_hash(
     store: &dyn Store,
     hasher: &PasswordHasher,
     credentials: &UserCredentials,
     attempt: &Password,
     now: DateTime<Utc>,
-) {
+) -> String {
     let user_id = credentials.user.id;
+    let old = &credentials.hashed_password;
     let upgraded = match hasher.hash(attempt).await {
         Ok(upgraded) => upgraded,
         Err(e) => {
             tracing::warn!(user_id, error = %e, "password hash not upgraded: hashing failed");
-            return;
+            return old.clone();
         }
     };
-    let old = &credentials.hashed_password;
     match store
-        .upgrade_password_hash(user_id, old, &upgraded, now)
+        .replace_password_hash(user_id, old, &upgraded, now)
         .await
     {
-        Ok(true) => tracing::info!(
-            user_id,
-            "password hash upgraded to current Argon2id parameters"
-        ),
+        Ok(true) => {
+            tracing::info!(
+                user_id,
+                "password hash upgraded to current Argon2id parameters"
+            );
+            return upgraded;
+        }
+        // The login's session will not start either: the password it checked is not current.
         Ok(false) => tracing::info!(
             user_id,
             "password hash not upgraded: the password changed meanwhile"
         ),
         Err(e) => tracing::warn!(user_id, error = %e, "password hash not upgraded: store error"),
     }
+    old.clone()
 }
 
 /// Changes a signed-in user's password after checking the current one, and ends every other
@@ -180,9 +191,18 @@ pub async fn change_password(
         .password_policy
         .check(new, context)
         .map_err(|msg| Error::validation("new_password", msg))?;
-    confirm_current_password(store, hasher, &abuse.login_throttle, user, current, now).await?;
+    let checked =
+        confirm_current_password(store, hasher, &abuse.login_throttle, user, current, now).await?;
     let hash = hasher.hash(&new).await?;
-    store.set_password_hash(user.id, &hash, now).await?;
+    // Only over the hash that was checked: a reset that landed while this was hashing wins.
+    if !store
+        .replace_password_hash(user.id, &checked, &hash, now)
+        .await?
+    {
+        return Err(Error::Conflict(
+            "The password was changed meanwhile; sign in again".into(),
+        ));
+    }
     let ended = store.delete_other_sessions(user.id, keep).await?;
     throttle::clear(store, &user.username).await?;
     tracing::info!(
@@ -198,7 +218,7 @@ pub async fn change_password(
 ///
 /// A wrong one counts against the account like a failed login, and the account's slow-down
 /// applies here too: whoever holds a stolen session can guess the password no faster than
-/// through the login form.
+/// through the login form. Returns the hash the password matched.
 pub async fn confirm_current_password(
     store: &dyn Store,
     hasher: &PasswordHasher,
@@ -206,7 +226,7 @@ pub async fn confirm_current_password(
     user: &User,
     password: String,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<String> {
     let wrong = || Error::BadRequest("Current password is incorrect".into());
     let record = store
         .login_record(
@@ -232,5 +252,5 @@ pub async fn confirm_current_password(
     if on_record.0 {
         throttle::clear(store, &user.username).await?;
     }
-    Ok(())
+    Ok(credentials.hashed_password)
 }

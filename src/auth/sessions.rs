@@ -8,11 +8,30 @@ use super::session::{hash_token, new_token};
 use crate::config::{Lifetime, SessionLifetimes};
 use crate::error::{Error, Result};
 use crate::store::{
-    LiveSession, NewEvent, NewSession, Rotation, Session, SessionKind, Store, User,
+    LiveSession, NewEvent, NewSession, Rotation, Session, SessionKind, Store, User, UserCredentials,
 };
 
 /// Sessions are touched at most this often, so reads do not all become writes.
 const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A user whose password was just checked (a login) or set (a sign-up), with the hash that
+/// was in place. A session starts from this only while the account still has that hash and is
+/// active: a password change, reset or disable that lands meanwhile wins over the login.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub password_hash: String,
+}
+
+impl From<UserCredentials> for Authenticated {
+    /// An account whose stored hash the password matched.
+    fn from(credentials: UserCredentials) -> Self {
+        Self {
+            user: credentials.user,
+            password_hash: credentials.hashed_password,
+        }
+    }
+}
 
 /// Where a request came from, for the session list and the audit trail.
 #[derive(Debug, Clone, Default)]
@@ -33,19 +52,19 @@ fn lifetime(lifetimes: &SessionLifetimes, session: &LiveSession) -> Lifetime {
     }
 }
 
-/// A session of `kind` for `user` from `now`, ending by `limits`; the callers fill in what
-/// their kind adds.
+/// A session of `kind` for the account from `now`, ending by `limits`; the callers fill in
+/// what their kind adds.
 fn new_session(
     kind: SessionKind,
     limits: Lifetime,
     now: DateTime<Utc>,
-    user: &User,
+    account: &Authenticated,
     client: ClientMeta,
 ) -> NewSession {
     NewSession {
         kind,
         token_hash: None,
-        user_id: user.id,
+        user_id: account.user.id,
         persistent: false,
         ip: client.ip,
         user_agent: client.user_agent,
@@ -54,7 +73,14 @@ fn new_session(
         idle_expires_at: later(now, limits.idle),
         first_refresh_token_hash: None,
         event: None,
+        checked_password_hash: account.password_hash.clone(),
     }
+}
+
+/// A session that did not start because the account changed since its password was checked:
+/// the password that was typed is no longer the account's, or the account is gone or disabled.
+fn account_changed() -> Error {
+    Error::Unauthorized(crate::error::AuthFailure::BadCredentials)
 }
 
 /// A new browser session; returns the cookie token (the store keeps only its hash). `event`
@@ -63,7 +89,7 @@ pub async fn start_browser_session(
     store: &dyn Store,
     lifetimes: &SessionLifetimes,
     now: DateTime<Utc>,
-    user: &User,
+    account: &Authenticated,
     remember: bool,
     client: ClientMeta,
     event: Option<NewEvent>,
@@ -79,9 +105,10 @@ pub async fn start_browser_session(
             token_hash: Some(hash),
             persistent: remember,
             event,
-            ..new_session(SessionKind::Browser, limits, now, user, client)
+            ..new_session(SessionKind::Browser, limits, now, account, client)
         })
-        .await?;
+        .await?
+        .ok_or_else(account_changed)?;
     Ok((token, session))
 }
 
@@ -91,7 +118,7 @@ pub async fn start_api_session(
     store: &dyn Store,
     lifetimes: &SessionLifetimes,
     now: DateTime<Utc>,
-    user: &User,
+    account: &Authenticated,
     client: ClientMeta,
     event: Option<NewEvent>,
 ) -> Result<(Session, String)> {
@@ -101,9 +128,10 @@ pub async fn start_api_session(
             persistent: true,
             first_refresh_token_hash: Some(hash),
             event,
-            ..new_session(SessionKind::Api, lifetimes.api, now, user, client)
+            ..new_session(SessionKind::Api, lifetimes.api, now, account, client)
         })
-        .await?;
+        .await?
+        .ok_or_else(account_changed)?;
     Ok((session, refresh_token))
 }
 

@@ -11,12 +11,12 @@ use super::AppState;
 use crate::audit;
 use crate::auth::login::{LoginError, authenticate};
 use crate::auth::recovery::ensure_verified;
-use crate::auth::sessions::ClientMeta;
+use crate::auth::sessions::{Authenticated, ClientMeta};
 use crate::error::Result;
 use crate::metrics::{LoginChannel, LoginOutcome};
-use crate::store::User;
 
-/// The user whose password this is, when the account may sign in now.
+/// The user whose password this is, with the hash it matched, when the account may sign in
+/// now.
 pub async fn check_password_login(
     state: &AppState,
     channel: LoginChannel,
@@ -24,11 +24,12 @@ pub async fn check_password_login(
     password: String,
     client: &ClientMeta,
     now: DateTime<Utc>,
-) -> Result<User> {
+) -> Result<Authenticated> {
     let throttle = &state.config.abuse.login_throttle;
     let store = state.store.as_ref();
-    let user = match authenticate(store, &state.hasher, throttle, now, username, password).await {
-        Ok(user) => user,
+    let account = match authenticate(store, &state.hasher, throttle, now, username, password).await
+    {
+        Ok(account) => account,
         Err(refused) => {
             if let Some(outcome) = refused_outcome(&refused) {
                 state.metrics.count_login(channel, outcome);
@@ -37,12 +38,12 @@ pub async fn check_password_login(
             return Err(refused.into());
         }
     };
-    if let Err(unverified) = ensure_verified(&state.config.mail, &user) {
+    if let Err(unverified) = ensure_verified(&state.config.mail, &account.user) {
         state.metrics.count_login(channel, LoginOutcome::Unverified);
-        audit::login_unverified(state, &user, client, channel).await;
+        audit::login_unverified(state, &account.user, client, channel).await;
         return Err(unverified);
     }
-    Ok(user)
+    Ok(account)
 }
 
 /// Counts a login whose session has started.

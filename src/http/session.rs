@@ -11,7 +11,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::AppState;
 use crate::auth::session::hash_token;
-use crate::auth::sessions::{ClientMeta, keep_alive, start_browser_session};
+use crate::auth::sessions::{Authenticated, ClientMeta, keep_alive, start_browser_session};
 use crate::config::Config;
 use crate::error::Result;
 use crate::store::{LiveSession, NewEvent, User};
@@ -111,7 +111,7 @@ impl FromRequestParts<AppState> for ClientInfo {
 pub async fn sign_in(
     state: &AppState,
     jar: CookieJar,
-    user: &User,
+    account: &Authenticated,
     remember: bool,
     ClientInfo(client): ClientInfo,
     event: Option<NewEvent>,
@@ -123,7 +123,7 @@ pub async fn sign_in(
         state.store.as_ref(),
         &config.sessions,
         now,
-        user,
+        account,
         remember,
         client,
         event,

@@ -151,14 +151,14 @@ async fn password_grant(
     let username = request.username.ok_or_else(|| missing("username"))?;
     let password = request.password.ok_or_else(|| missing("password"))?;
     let channel = LoginChannel::Api;
-    let user = check_password_login(state, channel, &username, password, &client, now).await?;
-    let event = audit::login_success_event(state, &user, &client, channel);
+    let account = check_password_login(state, channel, &username, password, &client, now).await?;
+    let event = audit::login_success_event(state, &account.user, &client, channel);
     let sessions = &state.config.sessions;
     let store = state.store.as_ref();
     let (session, refresh_token) =
-        start_api_session(store, sessions, now, &user, client, Some(event)).await?;
+        start_api_session(store, sessions, now, &account, client, Some(event)).await?;
     count_success(state, channel);
-    Ok((session.id, user, refresh_token))
+    Ok((session.id, account.user, refresh_token))
 }
 
 /// The refresh-token grant: the next token of the session's family. A reused token has

@@ -14,7 +14,7 @@ use super::session::ClientInfo;
 use super::{ApiJson, AppState, AuthUser};
 use crate::audit::{self, EventKind};
 use crate::auth::recovery::send_verification;
-use crate::auth::sessions::ClientMeta;
+use crate::auth::sessions::{Authenticated, ClientMeta};
 use crate::domain::{Email, FullName, Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{NewUser, StoreError, User};
@@ -137,7 +137,7 @@ impl SignUpRequest {
 
 /// Hashes the password and stores the user; a taken username is a 409. A given email
 /// address gets a confirmation link.
-pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
+pub async fn register(state: &AppState, sign_up: SignUp) -> Result<Authenticated> {
     if state.config.mail.require_verification && sign_up.email.is_none() {
         return Err(Error::validation("email", "An email address is required"));
     }
@@ -147,7 +147,7 @@ pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
         username: sign_up.username,
         email: sign_up.email,
         full_name: sign_up.full_name.map(FullName::into_inner),
-        hashed_password,
+        hashed_password: hashed_password.clone(),
     };
     let user = state
         .store
@@ -160,7 +160,10 @@ pub async fn register(state: &AppState, sign_up: SignUp) -> Result<User> {
     if let Some(email) = &user.email {
         send_verification(state.store.as_ref(), &state.outbound(), &user, email, now).await?;
     }
-    Ok(user)
+    Ok(Authenticated {
+        user,
+        password_hash: hashed_password,
+    })
 }
 
 /// Signs up: the tutorial's `POST /users/`.
@@ -195,7 +198,7 @@ async fn create_account(
     request: SignUpRequest,
 ) -> Result<Json<UserResponse>> {
     let policy = &state.config.abuse.password_policy;
-    let user = register(&state, request.validate(policy)?).await?;
+    let user = register(&state, request.validate(policy)?).await?.user;
     tracing::info!(user_id = user.id, "user signed up");
     audit::record_detail(&state, EventKind::Signup, Some(user.id), &client, "api").await;
     Ok(Json(user.into()))

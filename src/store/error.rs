@@ -33,6 +33,9 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 Self::Conflict(db.constraint().unwrap_or("unique").to_string())
             }
+            // A row written for something deleted meanwhile (a note or a link for a user
+            // deleted while the request ran): that something is not found.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => Self::NotFound,
             // character_not_in_repertoire: PostgreSQL's answer to a NUL in text.
             sqlx::Error::Database(db) if db.code().as_deref() == Some("22021") => Self::NulInText,
             sqlx::Error::Database(db) if is_outage(db.as_ref()) => {

@@ -80,9 +80,10 @@ pub trait UserStore {
         hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// Replaces the password hash only if it is still `old`: a login's rehash must not undo
-    /// a password change or reset that landed while it was hashing. Whether it was replaced.
-    async fn upgrade_password_hash(
+    /// Replaces the password hash only if it is still `old`: a login's rehash, or a password
+    /// change, must not undo a change or reset that landed while it was hashing. Whether it
+    /// was replaced.
+    async fn replace_password_hash(
         &self,
         user_id: i64,
         old: &str,
@@ -124,8 +125,9 @@ pub trait NoteStore {
 #[async_trait]
 pub trait SessionStore {
     /// Starts a session, with its first refresh token and its audit event if it has them,
-    /// in one transaction (one commit).
-    async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
+    /// in one transaction (one commit). `None`, and nothing written, when the account is gone,
+    /// disabled, or no longer has `checked_password_hash`.
+    async fn create_session(&self, session: NewSession) -> StoreResult<Option<Session>>;
     /// The live browser session with this cookie-token hash, and its user.
     async fn session_by_token_hash(
         &self,

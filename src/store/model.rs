@@ -187,6 +187,10 @@ pub struct NewSession {
     /// The audit event the session starts with (a login). The session, its first refresh
     /// token and this event are written in one transaction: all of them or none.
     pub event: Option<NewEvent>,
+    /// The password hash the login checked: the session starts only if the account still has
+    /// it and is active, so a password change, reset or disable that lands while the login
+    /// is hashing is not outlived by the session it would start.
+    pub checked_password_hash: String,
 }
 
 /// A session joined with its user, read as one row.

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::lost_connections;
 use super::session_cache::{SessionCache, follow_postgres};
-use super::sql::{bind_new_session, impl_store, insert_session, session_columns};
+use super::sql::{RowLock, bind_new_session, impl_store, insert_session, session_columns};
 use super::warm_pool::{RECHECK_AFTER_IDLE, WarmPool};
 use super::{ConnectOptions, MAX_CONNECTIONS, NewSession, Session, Store, StoreResult, redact_url};
 
@@ -107,16 +107,16 @@ impl PgStore {
 /// trip, and atomic as any statement is. (In a transaction of three inserts, the login's write
 /// took five round trips, each one a wake-up of the database server and of this process.)
 /// PostgreSQL runs every insert inside `WITH` to completion, read or not; the token and the
-/// event are inserted only when their first bound value is not null.
+/// event are inserted only when their first bound value is not null, and only with a session.
 const START_SESSION: &str = concat!(
     "WITH started AS (",
-    insert_session!(),
+    insert_session!(" FOR SHARE"),
     "), first_token AS (\
      INSERT INTO refresh_tokens (session_id, token_hash, created_at) \
-     SELECT id, $10, created_at FROM started WHERE $10 IS NOT NULL\
+     SELECT id, $11, created_at FROM started WHERE $11 IS NOT NULL\
      ), login_event AS (\
      INSERT INTO events (kind, user_id, actor_id, ip, user_agent, detail, created_at) \
-     SELECT $11, $12, $13, $14, $15, $16, $17 WHERE $11 IS NOT NULL\
+     SELECT $12, $13, $14, $15, $16, $17, $18 FROM started WHERE $12 IS NOT NULL\
      ) SELECT ",
     session_columns!(),
     " FROM started"
@@ -128,20 +128,25 @@ impl PgStore {
         self.pool.begin().await
     }
 
-    /// Locks a session's row until the transaction ends; whether the session exists.
-    async fn lock_session(
+    /// Locks a row until the transaction ends; whether it exists.
+    async fn lock_row(
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        session_id: i64,
+        row: RowLock,
     ) -> sqlx::Result<bool> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1 FOR UPDATE")
-                .bind(session_id)
-                .fetch_optional(&mut **tx)
-                .await?;
+        let (sql, id) = match row {
+            RowLock::Session(id) => ("SELECT id FROM sessions WHERE id = $1 FOR UPDATE", id),
+            // Not `FOR UPDATE`: the transaction's own inserts take key-share locks on the user
+            // (their foreign keys), and so may other transactions' inserts for that user.
+            RowLock::User(id) => ("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE", id),
+        };
+        let found: Option<i64> = sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
         Ok(found.is_some())
     }
 
-    async fn start_session(&self, session: NewSession) -> StoreResult<Session> {
+    async fn start_session(&self, session: NewSession) -> StoreResult<Option<Session>> {
         let event = session.event.as_ref();
         Ok(bind_new_session!(sqlx::query_as(START_SESSION), &session)
             .bind(session.first_refresh_token_hash.as_deref())
@@ -152,7 +157,7 @@ impl PgStore {
             .bind(event.and_then(|e| e.user_agent.as_deref()))
             .bind(event.and_then(|e| e.detail.as_deref()))
             .bind(event.map(|e| e.created_at))
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?)
     }
 

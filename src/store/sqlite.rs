@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 
 use super::session_cache::{SessionCache, WalWatch};
 use super::sql::{
-    bind_new_session, impl_store, insert_event, insert_refresh_token, insert_session,
+    RowLock, bind_new_session, impl_store, insert_event, insert_refresh_token, insert_session,
 };
 use super::{ConnectOptions, NewSession, Session, Store, StoreResult};
 
@@ -78,14 +78,18 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// Whether a session exists. SQLite has no row locks: the transaction's `BEGIN IMMEDIATE`
+    /// Whether a row exists. SQLite has no row locks: the transaction's `BEGIN IMMEDIATE`
     /// already holds the database's write lock, which is more than PostgreSQL's row lock.
-    async fn lock_session(
+    async fn lock_row(
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        session_id: i64,
+        row: RowLock,
     ) -> sqlx::Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
-            .bind(session_id)
+        let (sql, id) = match row {
+            RowLock::Session(id) => ("SELECT id FROM sessions WHERE id = $1", id),
+            RowLock::User(id) => ("SELECT id FROM users WHERE id = $1", id),
+        };
+        let found: Option<i64> = sqlx::query_scalar(sql)
+            .bind(id)
             .fetch_optional(&mut **tx)
             .await?;
         Ok(found.is_some())
@@ -94,11 +98,15 @@ impl SqliteStore {
     /// Starts a session with its first refresh token and its login event, in one transaction:
     /// all of them or none, and one commit. (SQLite has no inserts inside `WITH`, which lets
     /// PostgreSQL do this in one statement; here a statement costs no network round trip.)
-    async fn start_session(&self, session: NewSession) -> StoreResult<Session> {
+    async fn start_session(&self, session: NewSession) -> StoreResult<Option<Session>> {
         let mut tx = self.begin_write().await?;
-        let started: Session = bind_new_session!(sqlx::query_as(insert_session!()), &session)
-            .fetch_one(&mut *tx)
-            .await?;
+        let started: Option<Session> =
+            bind_new_session!(sqlx::query_as(insert_session!("")), &session)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(started) = started else {
+            return Ok(None);
+        };
         if let Some(token_hash) = &session.first_refresh_token_hash {
             insert_refresh_token!(&mut *tx, started.id, token_hash, session.created_at).await?;
         }
@@ -106,7 +114,7 @@ impl SqliteStore {
             insert_event!(&mut *tx, event).await?;
         }
         tx.commit().await?;
-        Ok(started)
+        Ok(Some(started))
     }
 
     /// At `close`. Nothing runs in the background for SQLite (the cache checks the file at

@@ -17,6 +17,7 @@ both_backends!(
     signup_sends_a_verification_link,
     required_verification_refuses_login_until_confirmed,
     email_change_applies_only_when_the_new_address_is_confirmed,
+    a_user_deleted_while_links_are_requested_goes_with_them,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -335,4 +336,48 @@ async fn email_change_applies_only_when_the_new_address_is_confirmed(backend: Ba
         (me["email"].as_str(), me["email_verified"].as_bool()),
         (Some("new@example.com"), Some(true))
     );
+}
+
+/// Links requested for a user at the moment the user is deleted: each request lands before
+/// the deletion (and goes with the user) or finds no user, and the deletion always succeeds.
+/// On PostgreSQL the two once met in opposite lock orders and the deletion failed (a 500).
+async fn a_user_deleted_while_links_are_requested_goes_with_them(backend: Backend) {
+    use gatehouse::clock::Clock as _;
+    use gatehouse::store::{EmailTokenPurpose, NewEmailToken, StoreError};
+    let app = crate::helpers::spawn_app(backend).await;
+    let store = app.state.store.as_ref();
+    let now = app.clock.now();
+    for round in 0..20 {
+        let name = format!("user{round}");
+        app.signup(&name, PASSWORD).await;
+        let user_id = app.user_id(&name).await;
+        let link = |n: usize| NewEmailToken {
+            user_id,
+            purpose: EmailTokenPurpose::PasswordReset,
+            token_hash: format!("{round:032}{n:032}"),
+            email: None,
+            created_at: now,
+            expires_at: now + Duration::hours(1),
+        };
+        // An unused link, which each new request marks superseded.
+        store.create_email_token(link(0)).await.unwrap();
+        let (deleted, requested) = tokio::join!(
+            store.delete_user(user_id),
+            futures::future::join_all((1..4).map(|n| store.create_email_token(link(n)))),
+        );
+        assert!(deleted.unwrap(), "round {round}");
+        for outcome in requested {
+            assert!(
+                matches!(outcome, Ok(()) | Err(StoreError::NotFound)),
+                "round {round}: {outcome:?}"
+            );
+        }
+        let left = app
+            .fetch_text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM email_tokens WHERE token_hash LIKE $1",
+                &format!("{round:032}%"),
+            )
+            .await;
+        assert_eq!(left.as_deref(), Some("0"), "round {round}");
+    }
 }

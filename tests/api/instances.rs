@@ -300,12 +300,13 @@ async fn a_revoked_browser_session_is_refused_on_every_instance(backend: Backend
     let peer = Peer::start(&app, backend).await;
     app.signup("alice", PASSWORD).await;
     let store = app.state.store.as_ref();
-    let user = store.user_by_key("alice").await.unwrap().unwrap();
+    let account = store.credentials_by_key("alice").await.unwrap().unwrap();
+    let user_id = account.user.id;
     let (cookie, _) = start_browser_session(
         store,
         &app.state.config.sessions,
         app.clock.now(),
-        &user,
+        &account.into(),
         false,
         ClientMeta::default(),
         None,
@@ -319,7 +320,7 @@ async fn a_revoked_browser_session_is_refused_on_every_instance(backend: Backend
             .await;
     }
 
-    store.delete_other_sessions(user.id, None).await.unwrap();
+    store.delete_other_sessions(user_id, None).await.unwrap();
     assert_eq!(
         home.status("/account", Auth::Cookie(&cookie)).await,
         StatusCode::SEE_OTHER,

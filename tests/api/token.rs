@@ -158,13 +158,13 @@ async fn legacy_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id(backend: Backend
     let store = app.state.store.as_ref();
     let now = app.clock.now();
     let replaced = store
-        .upgrade_password_hash(user_id, PASSLIB_BCRYPT_HASH, "$argon2id$stale", now)
+        .replace_password_hash(user_id, PASSLIB_BCRYPT_HASH, "$argon2id$stale", now)
         .await
         .unwrap();
     assert!(!replaced);
     assert_eq!(app.stored_hash("legacy").await, upgraded);
     let replaced = store
-        .upgrade_password_hash(user_id, &upgraded, PASSLIB_BCRYPT_HASH, now)
+        .replace_password_hash(user_id, &upgraded, PASSLIB_BCRYPT_HASH, now)
         .await
         .unwrap();
     assert!(replaced);
@@ -261,6 +261,13 @@ async fn a_login_writes_its_session_refresh_token_and_event_together(backend: Ba
 
     let now = app.clock.now();
     let user_id = app.user_id("alice").await;
+    let password_hash = app
+        .fetch_text(
+            "SELECT hashed_password FROM users WHERE username = $1",
+            "alice",
+        )
+        .await
+        .unwrap();
     let session = |first_refresh_token_hash, actor_id| NewSession {
         kind: SessionKind::Api,
         token_hash: None,
@@ -281,6 +288,7 @@ async fn a_login_writes_its_session_refresh_token_and_event_together(backend: Ba
             detail: Some("api".into()),
             created_at: now,
         }),
+        checked_password_hash: password_hash.clone(),
     };
     let store = app.state.store.as_ref();
     // A refresh token the database refuses (the hash is taken) takes the session with it, and
@@ -292,12 +300,31 @@ async fn a_login_writes_its_session_refresh_token_and_event_together(backend: Ba
     let refused = store.create_session(session(taken, None)).await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
-    // So does an event the database refuses (its actor does not exist).
+    // So does an event the database refuses (its actor does not exist): a row that refers to
+    // a missing one is an answer of "not found", not a failure of the service.
     let refused = store
         .create_session(session("0".repeat(64), Some(i64::MAX)))
         .await;
-    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        matches!(refused, Err(gatehouse::store::StoreError::NotFound)),
+        "{refused:?}"
+    );
     assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
+
+    // A login that checked a hash the account no longer has (its password changed while the
+    // login was hashing) starts nothing: no session, no token, no event.
+    let stale = NewSession {
+        checked_password_hash: "$argon2id$v=19$m=19456,t=2,p=1$stale$stale".into(),
+        ..session("2".repeat(64), None)
+    };
+    assert!(store.create_session(stale).await.unwrap().is_none());
+    assert_eq!(login_rows(&app, "alice").await, ["1", "1", "1"]);
+    // Nor does one for an account disabled meanwhile.
+    store.set_user_disabled(user_id, true, now).await.unwrap();
+    let disabled = store.create_session(session("3".repeat(64), None)).await;
+    assert!(disabled.unwrap().is_none());
+    store.set_user_disabled(user_id, false, now).await.unwrap();
+    assert_eq!(login_rows(&app, "alice").await, ["0", "0", "1"]);
 
     // A session without a refresh token or an event (a cookie session) is written alone.
     let cookie = NewSession {
@@ -307,10 +334,10 @@ async fn a_login_writes_its_session_refresh_token_and_event_together(backend: Ba
         event: None,
         ..session(String::new(), None)
     };
-    let started = store.create_session(cookie).await.unwrap();
+    let started = store.create_session(cookie).await.unwrap().unwrap();
     assert_eq!(
         (started.user_id, started.kind.as_str()),
         (user_id, "browser")
     );
-    assert_eq!(login_rows(&app, "alice").await, ["2", "1", "1"]);
+    assert_eq!(login_rows(&app, "alice").await, ["1", "0", "1"]);
 }

@@ -29,7 +29,7 @@ pub async fn delete_account(
     let now = state.clock.now();
     match confirm_current_password(store, &state.hasher, throttle, user, fields.password, now).await
     {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(Error::BadRequest(_)) => {
             return Ok(Redirect::to("/account?notice=delete-refused").into_response());
         }

@@ -88,15 +88,15 @@ async fn log_in(
     let channel = LoginChannel::Page;
     let (username, password) = (&form.username, form.password);
     match check_password_login(&state, channel, username, password, &client.0, now).await {
-        Ok(user) => {
+        Ok(account) => {
             let remember = form
                 .remember_me
                 .is_some_and(|v| !v.is_empty() && v != "off");
-            let event = audit::login_success_event(&state, &user, &client.0, channel);
-            let jar = sign_in(&state, ctx.jar, &user, remember, client, Some(event)).await?;
+            let event = audit::login_success_event(&state, &account.user, &client.0, channel);
+            let jar = sign_in(&state, ctx.jar, &account, remember, client, Some(event)).await?;
             count_success(&state, channel);
             tracing::info!(
-                user_id = user.id,
+                user_id = account.user.id,
                 remember,
                 "signed in through the login page"
             );
@@ -191,13 +191,14 @@ async fn sign_up(
         Err(err) => Err(err),
     };
     match outcome {
-        Ok(user) => {
-            audit::record_detail(&state, EventKind::Signup, Some(user.id), &client.0, "page").await;
-            if ensure_verified(&state.config.mail, &user).is_err() {
+        Ok(account) => {
+            let user_id = account.user.id;
+            audit::record_detail(&state, EventKind::Signup, Some(user_id), &client.0, "page").await;
+            if ensure_verified(&state.config.mail, &account.user).is_err() {
                 return Ok(Redirect::to("/login?notice=verify-email").into_response());
             }
-            let jar = sign_in(&state, ctx.jar, &user, false, client, None).await?;
-            tracing::info!(user_id = user.id, "user signed up through the sign-up page");
+            let jar = sign_in(&state, ctx.jar, &account, false, client, None).await?;
+            tracing::info!(user_id, "user signed up through the sign-up page");
             Ok((jar, Redirect::to(AFTER_LOGIN)).into_response())
         }
         Err(err @ (Error::Validation(_) | Error::Conflict(_))) => {

@@ -37,6 +37,16 @@ pub(super) use sessions::{
 pub(super) use throttle::impl_throttle_store;
 pub(super) use users::impl_user_store;
 
+/// A row a write transaction locks before it changes what hangs off it (`lock_row` on each
+/// backend), so that concurrent writers queue there instead of meeting in opposite orders
+/// further on: on PostgreSQL that is a deadlock, and one of them fails.
+pub(in crate::store) enum RowLock {
+    /// A session, before its refresh-token family changes.
+    Session(i64),
+    /// A user, before their emailed-link tokens change.
+    User(i64),
+}
+
 /// Columns of `User`.
 macro_rules! user_columns {
     () => {

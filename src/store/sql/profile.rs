@@ -20,6 +20,12 @@ macro_rules! impl_profile_store {
 
             async fn create_email_token(&self, token: $crate::store::NewEmailToken) -> $crate::store::StoreResult<()> {
                 let mut tx = self.begin_write().await?;
+                // The user first, as deleting the user does (then its tokens, by cascade): a
+                // deletion waits for this or this for it, and two links requested at once
+                // queue, so the newer one does supersede the older.
+                if !Self::lock_row(&mut tx, $crate::store::sql::RowLock::User(token.user_id)).await? {
+                    return Err($crate::store::StoreError::NotFound);
+                }
                 sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL")
                     .bind(token.created_at)
                     .bind(token.user_id)

@@ -7,7 +7,7 @@ macro_rules! impl_session_store {
             async fn create_session(
                 &self,
                 session: $crate::store::NewSession,
-            ) -> $crate::store::StoreResult<$crate::store::Session> {
+            ) -> $crate::store::StoreResult<Option<$crate::store::Session>> {
                 // Each backend writes it its own way (`postgres.rs`, `sqlite.rs`).
                 self.start_session(session).await
             }
@@ -140,7 +140,7 @@ macro_rules! impl_session_store {
                 // none waits on a token another holds while holding the session: that order
                 // ended in a deadlock on PostgreSQL (a 500) when a reuse's cascade met a use
                 // that had marked the token.
-                if !Self::lock_session(&mut tx, session_id).await? {
+                if !Self::lock_row(&mut tx, $crate::store::sql::RowLock::Session(session_id)).await? {
                     return Ok(Rotation::Invalid);
                 }
                 // Read after the lock, so that it sees what the use before this one wrote.
@@ -183,19 +183,26 @@ macro_rules! impl_session_store {
     };
 }
 
-/// The insert that starts a session, returning it: `$1` to `$9` are bound by `bind_new_session!`.
-/// Each backend's `start_session` adds the first refresh token and the login event.
+/// The insert that starts a session, returning it, or nothing when the account is gone,
+/// disabled or no longer has the checked password hash: `$1` to `$10` are bound by
+/// `bind_new_session!`. `$lock` keeps the account's row as it was read until the commit
+/// (PostgreSQL's `FOR SHARE`: a password change waits for the login, then ends its session);
+/// on SQLite the write transaction already does. Each backend's `start_session` adds the first
+/// refresh token and the login event.
 macro_rules! insert_session {
-    () => {
+    ($lock:literal) => {
         concat!(
             "INSERT INTO sessions (kind, token_hash, user_id, persistent, ip, user_agent, created_at, last_used_at, expires_at, idle_expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING ",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $7, $8, $9 FROM users \
+             WHERE id = $3 AND NOT disabled AND hashed_password = $10",
+            $lock,
+            " RETURNING ",
             $crate::store::sql::session_columns!()
         )
     };
 }
 
-/// Binds `$1` to `$9` of `insert_session!` from a `NewSession`.
+/// Binds `$1` to `$10` of `insert_session!` from a `NewSession`.
 macro_rules! bind_new_session {
     ($query:expr, $session:expr) => {{
         let session: &$crate::store::NewSession = $session;
@@ -209,6 +216,7 @@ macro_rules! bind_new_session {
             .bind(session.created_at)
             .bind(session.expires_at)
             .bind(session.idle_expires_at)
+            .bind(&session.checked_password_hash)
     }};
 }
 

@@ -87,7 +87,7 @@ macro_rules! impl_user_store {
                 Ok(())
             }
 
-            async fn upgrade_password_hash(
+            async fn replace_password_hash(
                 &self,
                 user_id: i64,
                 old: &str,
