@@ -271,7 +271,8 @@ pub struct AbuseProtection {
     pub password_policy: crate::domain::PasswordPolicy,
     /// `TRUSTED_PROXIES`: addresses or networks whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// `PASSWORD_HASH_MAX_WAIT_MS`: how long a request waits for a hashing slot before a 503.
+    /// `PASSWORD_HASH_MAX_WAIT_MS`: how long a request waits for a hashing slot before a 503,
+    /// and for its account's turn to be checked (`auth::throttle::CheckQueue`) before a 429.
     pub hash_max_wait: Duration,
 }
 

@@ -10,6 +10,7 @@ use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::throttle::CheckQueue;
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -73,6 +74,7 @@ impl Server {
             limiter: Arc::new(http::rate_limit::RateLimiter::new()),
             mailer,
             password_lane,
+            password_checks: CheckQueue::default(),
         };
         Ok(Self { listener, state })
     }

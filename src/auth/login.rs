@@ -1,11 +1,14 @@
 //! Checking a username and password, shared by the API (`POST /token`) and the login page.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 use super::sessions::Authenticated;
+use super::throttle::{CheckQueue, Turn};
 use super::{PasswordHasher, Verification, throttle};
-use crate::config::{AbuseProtection, LoginThrottle};
-use crate::domain::{Password, PasswordContext, Username};
+use crate::config::LoginThrottle;
+use crate::domain::{Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{AuthFailure, Error, Result};
 use crate::store::{Store, User, UserCredentials};
 
@@ -32,6 +35,25 @@ impl From<LoginError> for Error {
     }
 }
 
+/// What checking an account's password takes: the hasher, the slow-down policy, and the
+/// queue in which one account's checks take turns, with how long one may wait there.
+#[derive(Clone, Copy)]
+pub struct PasswordCheck<'a> {
+    pub hasher: &'a PasswordHasher,
+    pub throttle: &'a LoginThrottle,
+    pub queue: &'a CheckQueue,
+    pub max_wait: Duration,
+}
+
+impl PasswordCheck<'_> {
+    /// Waits for the account's turn to be checked (`CheckQueue`).
+    async fn turn(&self, username: &str) -> Result<Turn> {
+        self.queue
+            .turn(&throttle::name_hash(username), self.max_wait)
+            .await
+    }
+}
+
 /// Returns the user, with the hash the password matched, when the password is right and the
 /// account active.
 ///
@@ -41,18 +63,19 @@ impl From<LoginError> for Error {
 /// are replaced after a successful check.
 pub async fn authenticate(
     store: &dyn Store,
-    hasher: &PasswordHasher,
-    policy: &LoginThrottle,
+    check: PasswordCheck<'_>,
     now: DateTime<Utc>,
     username: &str,
     password: String,
 ) -> Result<Authenticated, LoginError> {
+    let _turn = check.turn(username).await.map_err(LoginError::Unchecked)?;
     let record = store
         .login_record(&Username::fold(username), &throttle::name_hash(username))
         .await
         .map_err(|e| LoginError::Unchecked(e.into()))?;
-    let on_record = throttle::admit(policy, record.failures, now).map_err(LoginError::Unchecked)?;
-    let checked = check_credentials(store, hasher, record.credentials, password, now)
+    let on_record =
+        throttle::admit(check.throttle, record.failures, now).map_err(LoginError::Unchecked)?;
+    let checked = check_credentials(store, check.hasher, record.credentials, password, now)
         .await
         .map_err(LoginError::Unchecked)?;
     match checked {
@@ -170,13 +193,12 @@ async fn upgrade_hash(
 
 /// Changes a signed-in user's password after checking the current one, and ends every other
 /// session of theirs (a thief holding one is out at once). `keep` is the caller's session.
-/// The new password must pass the password policy for this user; the login slow-down is
-/// cleared.
+/// The new password must pass `policy` for this user; the login slow-down is cleared.
 #[allow(clippy::too_many_arguments)]
 pub async fn change_password(
     store: &dyn Store,
-    hasher: &PasswordHasher,
-    abuse: &AbuseProtection,
+    check: PasswordCheck<'_>,
+    policy: &PasswordPolicy,
     user: &User,
     current: String,
     new: String,
@@ -187,13 +209,11 @@ pub async fn change_password(
         username: &user.username,
         email: user.email.as_deref(),
     };
-    let new = abuse
-        .password_policy
+    let new = policy
         .check(new, context)
         .map_err(|msg| Error::validation("new_password", msg))?;
-    let checked =
-        confirm_current_password(store, hasher, &abuse.login_throttle, user, current, now).await?;
-    let hash = hasher.hash(&new).await?;
+    let checked = confirm_current_password(store, check, user, current, now).await?;
+    let hash = check.hasher.hash(&new).await?;
     // Only over the hash that was checked: a reset that landed while this was hashing wins.
     if !store
         .replace_password_hash(user.id, &checked, &hash, now)
@@ -221,24 +241,25 @@ pub async fn change_password(
 /// through the login form. Returns the hash the password matched.
 pub async fn confirm_current_password(
     store: &dyn Store,
-    hasher: &PasswordHasher,
-    throttle_policy: &LoginThrottle,
+    check: PasswordCheck<'_>,
     user: &User,
     password: String,
     now: DateTime<Utc>,
 ) -> Result<String> {
     let wrong = || Error::BadRequest("Current password is incorrect".into());
+    let _turn = check.turn(&user.username).await?;
     let record = store
         .login_record(
             &Username::fold(&user.username),
             &throttle::name_hash(&user.username),
         )
         .await?;
-    let on_record = throttle::admit(throttle_policy, record.failures, now)?;
+    let on_record = throttle::admit(check.throttle, record.failures, now)?;
     let credentials = record.credentials.ok_or_else(wrong)?;
     let matched = match Password::attempt(password) {
         Some(attempt) => !matches!(
-            hasher
+            check
+                .hasher
                 .verify(&attempt, Some(&credentials.hashed_password))
                 .await?,
             Verification::Mismatch

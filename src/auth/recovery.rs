@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 use super::PasswordHasher;
-use super::login::confirm_current_password;
+use super::login::{PasswordCheck, confirm_current_password};
 use super::session::{hash_token, new_token};
-use crate::config::{LoginThrottle, MailConfig};
+use crate::config::MailConfig;
 use crate::domain::{Email, PasswordContext, PasswordPolicy, Username};
 use crate::email::{EmailKind, Mailer, compose};
 use crate::error::{Error, Result};
@@ -183,11 +183,9 @@ pub async fn confirm_email(store: &dyn Store, token: &str, now: DateTime<Utc>) -
 
 /// Starts a change of address: needs the current password; the new address gets a
 /// verification link and the old one a notice. Nothing changes until the link is used.
-#[allow(clippy::too_many_arguments)]
 pub async fn request_email_change(
     store: &dyn Store,
-    hasher: &PasswordHasher,
-    throttle_policy: &LoginThrottle,
+    check: PasswordCheck<'_>,
     out: &Outbound<'_>,
     user: &User,
     current_password: String,
@@ -195,7 +193,7 @@ pub async fn request_email_change(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let new_email = Email::parse(new_email).map_err(|msg| Error::validation("email", msg))?;
-    confirm_current_password(store, hasher, throttle_policy, user, current_password, now).await?;
+    confirm_current_password(store, check, user, current_password, now).await?;
     send_verification(store, out, user, new_email.as_str(), now).await?;
     if let Some(old) = user
         .email

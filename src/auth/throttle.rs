@@ -6,12 +6,16 @@
 //! After `free_failures`, an attempt before the delay has passed is refused without checking
 //! the password; the delay doubles per failure up to `max_delay`. At `lock_after` (at most
 //! 100) failures, only a password reset (`clear`) opens the account again, so an attacker can
-//! hold it closed no longer than it takes its owner to reset.
+//! hold it closed no longer than it takes its owner to reset. Checks of one account take
+//! turns (`CheckQueue`), so that guesses sent in parallel meet the gate one by one.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::config::LoginThrottle;
 use crate::domain::Username;
@@ -105,6 +109,80 @@ pub async fn clear(store: &dyn Store, username: &str) -> Result<()> {
     Ok(())
 }
 
+/// Password checks of one account take turns on this instance.
+///
+/// A check reads the account's failures, checks the password (an Argon2 hash), then counts a
+/// failure. Checks side by side would all read the count from before any of them, so guesses
+/// sent in parallel would pass a closed gate together; in turn, each reads what the one before
+/// it wrote. Entries live only while a check of that account runs or waits, so the map holds
+/// no more than the requests in flight. (Instances do not share turns: with several, parallel
+/// guesses get at most one check per instance past a closed gate.)
+#[derive(Clone, Default)]
+pub struct CheckQueue {
+    turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// An account's turn: its next check waits until this is dropped.
+pub struct Turn {
+    queue: CheckQueue,
+    key: String,
+    held: Option<OwnedMutexGuard<()>>,
+}
+
+impl CheckQueue {
+    /// Waits for the turn of the account with this name hash, at most `max_wait`; past it,
+    /// too many attempts for the account are waiting and this one is refused (429).
+    pub async fn turn(&self, name_hash: &str, max_wait: Duration) -> Result<Turn> {
+        let key = name_hash.to_string();
+        let line = Arc::clone(self.lock().entry(key.clone()).or_default());
+        match tokio::time::timeout(max_wait, line.lock_owned()).await {
+            Ok(held) => Ok(Turn {
+                queue: self.clone(),
+                key,
+                held: Some(held),
+            }),
+            Err(_) => {
+                self.forget_if_idle(&key);
+                Err(Error::TooManyRequests {
+                    detail: "Too many login attempts for this account at once; try again".into(),
+                    retry_after: Some(1),
+                })
+            }
+        }
+    }
+
+    /// How many accounts have a check running or waiting.
+    pub fn accounts_in_line(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.turns
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops the account's entry when no check holds or awaits it: the map holds the only
+    /// reference left.
+    fn forget_if_idle(&self, key: &str) {
+        let mut turns = self.lock();
+        if turns
+            .get(key)
+            .is_some_and(|line| Arc::strong_count(line) == 1)
+        {
+            turns.remove(key);
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        self.queue.forget_if_idle(&self.key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +216,33 @@ mod tests {
         assert_eq!(name_hash("Alice"), name_hash("alice"));
         assert_ne!(name_hash("alice"), name_hash("bob"));
         assert_eq!(name_hash("alice").len(), 64);
+    }
+
+    #[tokio::test]
+    async fn one_accounts_checks_take_turns_and_leave_nothing_behind() {
+        let queue = CheckQueue::default();
+        let wait = Duration::from_millis(50);
+        let first = queue.turn("a", wait).await.unwrap();
+        // Another account does not wait for it.
+        let other = queue.turn("b", wait).await.unwrap();
+        assert_eq!(queue.accounts_in_line(), 2);
+        // The same account waits, and past its wait is refused.
+        let refused = queue.turn("a", wait).await.err().unwrap();
+        assert!(matches!(
+            refused,
+            Error::TooManyRequests {
+                retry_after: Some(1),
+                ..
+            }
+        ));
+        let next = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.turn("a", Duration::from_secs(5)).await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        drop(first);
+        next.await.unwrap().unwrap();
+        drop(other);
+        assert_eq!(queue.accounts_in_line(), 0);
     }
 }

@@ -39,7 +39,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 pub use extract::{ApiJson, AuthUser, BearerSession};
 pub use password_lane::PasswordLane;
 
+use crate::auth::login::PasswordCheck;
 use crate::auth::recovery::Outbound;
+use crate::auth::throttle::CheckQueue;
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -65,6 +67,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Where logins and sign-ups run (`password_lane`).
     pub password_lane: PasswordLane,
+    /// Where one account's password checks take turns (`auth::throttle::CheckQueue`).
+    pub password_checks: CheckQueue,
 }
 
 impl AppState {
@@ -81,6 +85,16 @@ impl AppState {
             ..self
         };
         lane.run(work(state)).await
+    }
+
+    /// What checking an account's password takes (`auth::login::PasswordCheck`).
+    pub fn password_check(&self) -> PasswordCheck<'_> {
+        PasswordCheck {
+            hasher: &self.hasher,
+            throttle: &self.config.abuse.login_throttle,
+            queue: &self.password_checks,
+            max_wait: self.config.abuse.hash_max_wait,
+        }
     }
 
     /// What the email flows need to send links.

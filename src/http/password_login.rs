@@ -25,10 +25,9 @@ pub async fn check_password_login(
     client: &ClientMeta,
     now: DateTime<Utc>,
 ) -> Result<Authenticated> {
-    let throttle = &state.config.abuse.login_throttle;
     let store = state.store.as_ref();
-    let account = match authenticate(store, &state.hasher, throttle, now, username, password).await
-    {
+    let check = state.password_check();
+    let account = match authenticate(store, check, now, username, password).await {
         Ok(account) => account,
         Err(refused) => {
             if let Some(outcome) = refused_outcome(&refused) {

@@ -244,8 +244,7 @@ async fn update_me(
     if let Some((email, password)) = email_change {
         request_email_change(
             store,
-            &state.hasher,
-            &state.config.abuse.login_throttle,
+            state.password_check(),
             &state.outbound(),
             &user,
             password,

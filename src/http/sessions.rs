@@ -222,8 +222,8 @@ async fn set_password(
     let now = state.clock.now();
     let ended = change_password(
         store,
-        &state.hasher,
-        &state.config.abuse,
+        state.password_check(),
+        &state.config.abuse.password_policy,
         &caller.user,
         change.current_password,
         change.new_password,

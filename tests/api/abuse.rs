@@ -19,6 +19,7 @@ both_backends!(
     the_slow_down_survives_a_restart,
     the_hundredth_failure_locks_until_a_reset_clears_it,
     a_stolen_session_guesses_the_password_no_faster_than_the_login_form,
+    guesses_sent_at_once_meet_the_slow_down_one_by_one,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -259,6 +260,30 @@ async fn the_hundredth_failure_locks_until_a_reset_clears_it(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}
+
+/// Guesses sent all at once are checked in turn, each after the last one's failure was
+/// counted: no more get past the slow-down than if they had come one by one.
+async fn guesses_sent_at_once_meet_the_slow_down_one_by_one(backend: Backend) {
+    const GUESSES: usize = 12;
+    let app = spawn_app(backend).await;
+    app.signup("alice", PASSWORD).await;
+    let free = LoginThrottle::default().free_failures as usize;
+    let guesses: Vec<String> = (0..GUESSES).map(|n| format!("guess {n}")).collect();
+    let answers =
+        futures::future::join_all(guesses.iter().map(|guess| app.login("alice", guess))).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(reqwest::Response::status).collect();
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!(
+        (
+            count(StatusCode::UNAUTHORIZED),
+            count(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        (free, GUESSES - free),
+        "{statuses:?}"
+    );
+    assert_eq!(accounts_with_failures(&app).await, 1);
+    assert_eq!(app.state.password_checks.accounts_in_line(), 0);
 }
 
 /// How many accounts (or typed names) have failed logins on record.

@@ -161,8 +161,8 @@ pub async fn set_password(
     let signed_in = &page.signed_in;
     let outcome = change_password(
         state.store.as_ref(),
-        &state.hasher,
-        &state.config.abuse,
+        state.password_check(),
+        &state.config.abuse.password_policy,
         &signed_in.user,
         fields.current_password,
         fields.new_password,
@@ -223,8 +223,7 @@ pub async fn change_email(
     let store = state.store.as_ref();
     let outcome = request_email_change(
         store,
-        &state.hasher,
-        &state.config.abuse.login_throttle,
+        state.password_check(),
         &state.outbound(),
         &user,
         fields.current_password,

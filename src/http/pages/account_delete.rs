@@ -25,10 +25,9 @@ pub async fn delete_account(
 ) -> Result<Response, PageError> {
     let user = &signed_in.user;
     let store = state.store.as_ref();
-    let throttle = &state.config.abuse.login_throttle;
+    let check = state.password_check();
     let now = state.clock.now();
-    match confirm_current_password(store, &state.hasher, throttle, user, fields.password, now).await
-    {
+    match confirm_current_password(store, check, user, fields.password, now).await {
         Ok(_) => {}
         Err(Error::BadRequest(_)) => {
             return Ok(Redirect::to("/account?notice=delete-refused").into_response());
