@@ -97,6 +97,8 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
             let now = Utc::now();
             store.set_password_hash(user.id, &hash, now).await?;
             let ended = store.delete_other_sessions(user.id, None).await?;
+            // As a reset does: an account locked by failed logins opens again.
+            crate::auth::throttle::clear(store, &user.username).await?;
             record(store, &user, "password set", now).await?;
             println!(
                 "Password of {} changed; {ended} session(s) ended.",

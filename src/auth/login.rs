@@ -254,7 +254,7 @@ pub async fn confirm_current_password(
             &throttle::name_hash(&user.username),
         )
         .await?;
-    let on_record = throttle::admit(check.throttle, record.failures, now)?;
+    let on_record = throttle::admit_signed_in(check.throttle, record.failures, now)?;
     let credentials = record.credentials.ok_or_else(wrong)?;
     let matched = match Password::attempt(password) {
         Some(attempt) => !matches!(

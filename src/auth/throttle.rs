@@ -78,16 +78,47 @@ pub fn admit(
     let on_record = FailuresOnRecord(failures.is_some());
     match gate(policy, failures, now) {
         Gate::Open => Ok(on_record),
-        Gate::Wait(left) => Err(Error::TooManyRequests {
-            detail: "Too many failed login attempts for this account; try again later".into(),
-            retry_after: Some(left.as_secs().max(1) + u64::from(left.subsec_nanos() > 0)),
-        }),
+        Gate::Wait(left) => Err(wait(left)),
         Gate::Locked => Err(Error::TooManyRequests {
             detail:
                 "Too many failed login attempts for this account; reset the password to sign in"
                     .into(),
             retry_after: None,
         }),
+    }
+}
+
+/// Like `admit`, for a signed-in user confirming their password. The session already proves
+/// a sign-in, so a locked account is slowed at the longest delay instead of closed: its owner
+/// can still change the password, which clears the count, and whoever holds a stolen session
+/// still guesses no faster than that.
+pub fn admit_signed_in(
+    policy: &LoginThrottle,
+    failures: Option<LoginFailures>,
+    now: DateTime<Utc>,
+) -> Result<FailuresOnRecord> {
+    let Some(LoginFailures {
+        last_failure_at, ..
+    }) = failures
+    else {
+        return admit(policy, failures, now);
+    };
+    if gate(policy, failures, now) != Gate::Locked {
+        return admit(policy, failures, now);
+    }
+    let until = last_failure_at
+        + chrono::Duration::from_std(policy.max_delay).unwrap_or(chrono::Duration::MAX);
+    match (until - now).to_std() {
+        Ok(left) if !left.is_zero() => Err(wait(left)),
+        _ => Ok(FailuresOnRecord(true)),
+    }
+}
+
+/// The refusal of an attempt that must wait `left`.
+fn wait(left: Duration) -> Error {
+    Error::TooManyRequests {
+        detail: "Too many failed login attempts for this account; try again later".into(),
+        retry_after: Some(left.as_secs().max(1) + u64::from(left.subsec_nanos() > 0)),
     }
 }
 
@@ -114,40 +145,70 @@ pub async fn clear(store: &dyn Store, username: &str) -> Result<()> {
 /// A check reads the account's failures, checks the password (an Argon2 hash), then counts a
 /// failure. Checks side by side would all read the count from before any of them, so guesses
 /// sent in parallel would pass a closed gate together; in turn, each reads what the one before
-/// it wrote. Entries live only while a check of that account runs or waits, so the map holds
+/// it wrote. An account has an entry only while a check of it runs or waits, so the map holds
 /// no more than the requests in flight. (Instances do not share turns: with several, parallel
 /// guesses get at most one check per instance past a closed gate.)
 #[derive(Clone, Default)]
 pub struct CheckQueue {
-    turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    lines: Arc<Mutex<HashMap<String, Line>>>,
+}
+
+/// One account's checks: the lock they take in turn, and how many hold or await it.
+#[derive(Default)]
+struct Line {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    places: usize,
+}
+
+/// A place in an account's line, from the moment a check joins it until its turn ends or it
+/// gives up (its wait timed out, or its request was dropped): the last to leave removes the
+/// line, whatever order the lock and the places are released in.
+struct Place {
+    queue: CheckQueue,
+    key: String,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut lines = self.queue.lock();
+        if let Some(line) = lines.get_mut(&self.key) {
+            line.places -= 1;
+            if line.places == 0 {
+                lines.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// An account's turn: its next check waits until this is dropped.
 pub struct Turn {
-    queue: CheckQueue,
-    key: String,
-    held: Option<OwnedMutexGuard<()>>,
+    _held: OwnedMutexGuard<()>,
+    _place: Place,
 }
 
 impl CheckQueue {
     /// Waits for the turn of the account with this name hash, at most `max_wait`; past it,
     /// too many attempts for the account are waiting and this one is refused (429).
     pub async fn turn(&self, name_hash: &str, max_wait: Duration) -> Result<Turn> {
-        let key = name_hash.to_string();
-        let line = Arc::clone(self.lock().entry(key.clone()).or_default());
-        match tokio::time::timeout(max_wait, line.lock_owned()).await {
-            Ok(held) => Ok(Turn {
+        let (place, turn) = {
+            let mut lines = self.lock();
+            let line = lines.entry(name_hash.to_string()).or_default();
+            line.places += 1;
+            let place = Place {
                 queue: self.clone(),
-                key,
-                held: Some(held),
+                key: name_hash.to_string(),
+            };
+            (place, Arc::clone(&line.turn))
+        };
+        match tokio::time::timeout(max_wait, turn.lock_owned()).await {
+            Ok(held) => Ok(Turn {
+                _held: held,
+                _place: place,
             }),
-            Err(_) => {
-                self.forget_if_idle(&key);
-                Err(Error::TooManyRequests {
-                    detail: "Too many login attempts for this account at once; try again".into(),
-                    retry_after: Some(1),
-                })
-            }
+            Err(_) => Err(Error::TooManyRequests {
+                detail: "Too many login attempts for this account at once; try again".into(),
+                retry_after: Some(1),
+            }),
         }
     }
 
@@ -156,30 +217,11 @@ impl CheckQueue {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Line>> {
         // Nothing panics while holding it; a poisoned map is still consistent.
-        self.turns
+        self.lines
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Drops the account's entry when no check holds or awaits it: the map holds the only
-    /// reference left.
-    fn forget_if_idle(&self, key: &str) {
-        let mut turns = self.lock();
-        if turns
-            .get(key)
-            .is_some_and(|line| Arc::strong_count(line) == 1)
-        {
-            turns.remove(key);
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        drop(self.held.take());
-        self.queue.forget_if_idle(&self.key);
     }
 }
 
@@ -243,6 +285,18 @@ mod tests {
         drop(first);
         next.await.unwrap().unwrap();
         drop(other);
+        assert_eq!(queue.accounts_in_line(), 0);
+
+        // A check whose request is dropped while it waits leaves nothing behind either.
+        let holder = queue.turn("c", wait).await.unwrap();
+        let waiter = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.turn("c", Duration::from_secs(5)).await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        drop(holder);
+        waiter.abort();
+        let _ = waiter.await;
         assert_eq!(queue.accounts_in_line(), 0);
     }
 }

@@ -99,7 +99,10 @@ impl IntoResponses for PasswordGuesses {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         map(vec![(
             "429",
-            detail("Too many wrong passwords for this account lately").header(
+            detail(
+                "Too many wrong passwords for this account lately, or too many checks of it at once",
+            )
+            .header(
                 "Retry-After",
                 header("Seconds to wait (absent when only a password reset helps)"),
             ),

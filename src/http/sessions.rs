@@ -207,6 +207,8 @@ struct PasswordChange {
     responses(
         (status = 200, description = "Password changed; other sessions ended", body = Ended),
         (status = 400, description = "The current password is incorrect", body = ErrorBody),
+        (status = 409, description = "The password was changed meanwhile (a reset, say); sign \
+         in again", body = ErrorBody),
         PasswordGuesses,
         BodyErrors,
         BearerErrors,

@@ -92,7 +92,7 @@ struct TokenResponse {
         (status = 403, description = "Email address not confirmed (only when \
          `REQUIRE_EMAIL_VERIFICATION` is on)", body = ErrorBody),
         (status = 429, description = "Too many requests from this address, or too many failed \
-         logins for this account", body = ErrorBody,
+         logins for this account, or too many at once", body = ErrorBody,
          headers(("Retry-After" = String, description = "Seconds to wait (absent when only a \
          password reset helps)"))),
         BodyErrors,

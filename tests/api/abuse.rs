@@ -20,6 +20,7 @@ both_backends!(
     the_hundredth_failure_locks_until_a_reset_clears_it,
     a_stolen_session_guesses_the_password_no_faster_than_the_login_form,
     guesses_sent_at_once_meet_the_slow_down_one_by_one,
+    a_signed_in_owner_opens_a_locked_account_by_changing_the_password,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -284,6 +285,34 @@ async fn guesses_sent_at_once_meet_the_slow_down_one_by_one(backend: Backend) {
     );
     assert_eq!(accounts_with_failures(&app).await, 1);
     assert_eq!(app.state.password_checks.accounts_in_line(), 0);
+}
+
+/// Someone else's guesses have locked the account; its owner, still signed in, can change the
+/// password (which opens it again) after the longest delay, as the session proves a sign-in.
+async fn a_signed_in_owner_opens_a_locked_account_by_changing_the_password(backend: Backend) {
+    let app = alice_under(backend, 5, Duration::from_secs(1), 5).await;
+    let token = app.token_for("alice", PASSWORD).await;
+    for _ in 0..5 {
+        let guess = app.login("alice", "wrong guess").await;
+        assert_eq!(guess.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, retry, _) = answer(app.login("alice", PASSWORD).await).await;
+    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, false));
+
+    let change = |current: &'static str| {
+        app.client
+            .post(app.url("/users/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({"current_password": current, "new_password": "a brand new passphrase"}))
+            .send()
+    };
+    let (status, retry, _) = answer(change(PASSWORD).await.unwrap()).await;
+    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    app.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(change(PASSWORD).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(accounts_with_failures(&app).await, 0);
+    let login = app.login("alice", "a brand new passphrase").await;
+    assert_eq!(login.status(), StatusCode::OK);
 }
 
 /// How many accounts (or typed names) have failed logins on record.

@@ -1,6 +1,7 @@
 //! The pages over plain HTTP: statuses, redirects, cookie attributes, CSRF and origin
 //! refusals, open-redirect refusal, and one user's notes invisible to another.
 
+use gatehouse::config::LoginThrottle;
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 use sha2::{Digest, Sha256};
@@ -603,6 +604,24 @@ async fn account_page_lists_sessions_ends_them_and_changes_the_password(backend:
             .unwrap()
             .contains("Current password is incorrect")
     );
+    // Wrong guesses here count like failed logins; once slowed, the form says so.
+    let guess = [
+        ("current_password", "nope"),
+        ("new_password", "brand new passphrase"),
+    ];
+    for _ in 1..LoginThrottle::default().free_failures {
+        let wrong = app.submit("/account", "/account/password", &guess).await;
+        assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    }
+    let slowed = app.submit("/account", "/account/password", &guess).await;
+    assert_eq!(slowed.status(), StatusCode::TOO_MANY_REQUESTS);
+    let html = slowed.text().await.unwrap();
+    assert!(html.contains("Too many failed login attempts for this account"));
+    assert!(
+        html.contains("name=\"current_password\""),
+        "the form, not an error page"
+    );
+    app.clock.advance(chrono::Duration::seconds(3));
     let changed = app
         .submit(
             "/account",

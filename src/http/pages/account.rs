@@ -43,11 +43,27 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
         "session-ended" => Some("The session has been ended."),
         "others-ended" => Some("All your other sessions have been ended."),
         "delete-refused" => Some("The password was not right: your account has not been deleted."),
+        "delete-slowed" => Some(
+            "Too many wrong passwords for this account lately: your account has not been deleted. Try again later.",
+        ),
         "email-change-sent" => Some(
             "We have sent a confirmation link to the new address. The change applies once you open it.",
         ),
         _ => None,
     }
+}
+
+/// Refusals the user can act on, shown beside the form that failed rather than on an error
+/// page: a bad field, a wrong current password, too many wrong ones lately, or a password
+/// changed meanwhile.
+fn shown_on_the_form(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Validation(_)
+            | Error::BadRequest(_)
+            | Error::TooManyRequests { .. }
+            | Error::Conflict(_)
+    )
 }
 
 /// A message beside the account page's form that failed.
@@ -177,7 +193,7 @@ pub async fn set_password(
                 .await;
             Ok(Redirect::to(&format!("{ACCOUNT}?notice=password-changed")).into_response())
         }
-        Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
+        Err(err) if shown_on_the_form(&err) => {
             let status = err.status();
             account_page(
                 &state,
@@ -233,7 +249,7 @@ pub async fn change_email(
     .await;
     match outcome {
         Ok(()) => Ok(Redirect::to(&format!("{ACCOUNT}?notice=email-change-sent")).into_response()),
-        Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
+        Err(err) if shown_on_the_form(&err) => {
             let errors = FormErrors {
                 password: None,
                 email: Some(err.detail()),

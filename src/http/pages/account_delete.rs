@@ -32,6 +32,9 @@ pub async fn delete_account(
         Err(Error::BadRequest(_)) => {
             return Ok(Redirect::to("/account?notice=delete-refused").into_response());
         }
+        Err(Error::TooManyRequests { .. }) => {
+            return Ok(Redirect::to("/account?notice=delete-slowed").into_response());
+        }
         Err(other) => return Err(other.into()),
     }
     let jar = end_session(&state, ctx.jar).await?;

@@ -87,19 +87,26 @@ async fn log_in(
     let now = state.clock.now();
     let channel = LoginChannel::Page;
     let (username, password) = (&form.username, form.password);
-    match check_password_login(&state, channel, username, password, &client.0, now).await {
-        Ok(account) => {
-            let remember = form
-                .remember_me
-                .is_some_and(|v| !v.is_empty() && v != "off");
-            let event = audit::login_success_event(&state, &account.user, &client.0, channel);
-            let jar = sign_in(&state, ctx.jar, &account, remember, client, Some(event)).await?;
+    let remember = form
+        .remember_me
+        .is_some_and(|v| !v.is_empty() && v != "off");
+    // A session that does not start (the account changed while its password was checked) is
+    // refused like a wrong password, on the form.
+    let signed_in =
+        match check_password_login(&state, channel, username, password, &client.0, now).await {
+            Ok(account) => {
+                let event = audit::login_success_event(&state, &account.user, &client.0, channel);
+                let jar = ctx.jar.clone();
+                sign_in(&state, jar, &account, remember, client, Some(event))
+                    .await
+                    .map(|jar| (jar, account.user.id))
+            }
+            Err(refused) => Err(refused),
+        };
+    match signed_in {
+        Ok((jar, user_id)) => {
             count_success(&state, channel);
-            tracing::info!(
-                user_id = account.user.id,
-                remember,
-                "signed in through the login page"
-            );
+            tracing::info!(user_id, remember, "signed in through the login page");
             Ok((jar, Redirect::to(&next)).into_response())
         }
         Err(
