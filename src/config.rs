@@ -242,7 +242,8 @@ impl Default for RateLimits {
 
 /// The slow-down of an account after consecutive failed logins (NIST SP 800-63B rev. 4,
 /// section 3.2.2): after `free_failures`, each further attempt waits `base_delay`, doubling
-/// per failure up to `max_delay`; at `lock_after` (at most 100) only a password reset helps.
+/// per failure up to `max_delay`; at `lock_after` (at most 100) only a password reset opens
+/// the account to a login (`auth::throttle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginThrottle {
     pub free_failures: u32,

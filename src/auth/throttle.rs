@@ -6,8 +6,10 @@
 //! After `free_failures`, an attempt before the delay has passed is refused without checking
 //! the password; the delay doubles per failure up to `max_delay`. At `lock_after` (at most
 //! 100) failures, only a password reset (`clear`) opens the account again, so an attacker can
-//! hold it closed no longer than it takes its owner to reset. Checks of one account take
-//! turns (`CheckQueue`), so that guesses sent in parallel meet the gate one by one.
+//! hold it closed no longer than it takes its owner to reset; an owner still signed in may
+//! instead confirm the password after the longest delay (`admit_signed_in`). Checks of one
+//! account take turns (`CheckQueue`), so that guesses sent in parallel meet the gate one by
+//! one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,7 +36,7 @@ pub enum Gate {
     Open,
     /// Too many failures lately: try again after this long.
     Wait(Duration),
-    /// Too many failures in a row: only a password reset opens the account.
+    /// Too many failures in a row: only a password reset opens the account to a login.
     Locked,
 }
 
@@ -118,7 +120,7 @@ pub fn admit_signed_in(
 fn wait(left: Duration) -> Error {
     Error::TooManyRequests {
         detail: "Too many failed login attempts for this account; try again later".into(),
-        retry_after: Some(left.as_secs().max(1) + u64::from(left.subsec_nanos() > 0)),
+        retry_after: Some((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)),
     }
 }
 

@@ -104,7 +104,7 @@ impl IntoResponses for PasswordGuesses {
             )
             .header(
                 "Retry-After",
-                header("Seconds to wait (absent when only a password reset helps)"),
+                header("Seconds to wait"),
             ),
         )])
     }

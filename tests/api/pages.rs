@@ -615,6 +615,7 @@ async fn account_page_lists_sessions_ends_them_and_changes_the_password(backend:
     }
     let slowed = app.submit("/account", "/account/password", &guess).await;
     assert_eq!(slowed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(slowed.headers()["retry-after"], "2");
     let html = slowed.text().await.unwrap();
     assert!(html.contains("Too many failed login attempts for this account"));
     assert!(

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::templates::{
     AccountPage, ActivityRow, AdminPage, LandingPage, Nav, PasswordRules, SessionRow,
 };
-use super::{CsrfForm, NoFields, PageContext, PageError, SignedInPage, render};
+use super::{CsrfForm, NoFields, PageContext, PageError, SignedInPage, render, with_retry_after};
 use crate::audit::{self, EventKind};
 use crate::auth::login::change_password;
 use crate::auth::recovery::request_email_change;
@@ -44,7 +44,7 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
         "others-ended" => Some("All your other sessions have been ended."),
         "delete-refused" => Some("The password was not right: your account has not been deleted."),
         "delete-slowed" => Some(
-            "Too many wrong passwords for this account lately: your account has not been deleted. Try again later.",
+            "Too many attempts on this account just now: your account has not been deleted. Try again later.",
         ),
         "email-change-sent" => Some(
             "We have sent a confirmation link to the new address. The change applies once you open it.",
@@ -195,17 +195,12 @@ pub async fn set_password(
         }
         Err(err) if shown_on_the_form(&err) => {
             let status = err.status();
-            account_page(
-                &state,
-                page,
-                status,
-                None,
-                FormErrors {
-                    password: Some(err.detail()),
-                    email: None,
-                },
-            )
-            .await
+            let errors = FormErrors {
+                password: Some(err.detail()),
+                email: None,
+            };
+            let response = account_page(&state, page, status, None, errors).await?;
+            Ok(with_retry_after(response, &err))
         }
         Err(other) => Err(other.into()),
     }
@@ -254,7 +249,8 @@ pub async fn change_email(
                 password: None,
                 email: Some(err.detail()),
             };
-            account_page(&state, page, err.status(), None, errors).await
+            let response = account_page(&state, page, err.status(), None, errors).await?;
+            Ok(with_retry_after(response, &err))
         }
         Err(other) => Err(other.into()),
     }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::templates::{LoginPage, Nav, PasswordRules, SignupForm, SignupPage};
-use super::{CsrfForm, NoFields, PageContext, PageError, render, safe_next};
+use super::{CsrfForm, NoFields, PageContext, PageError, render, safe_next, with_retry_after};
 use crate::audit::{self, EventKind};
 use crate::auth::recovery::ensure_verified;
 use crate::error::Error;
@@ -123,18 +123,8 @@ async fn log_in(
                 notice: None,
                 unverified: matches!(err, Error::Forbidden(_)),
             };
-            let mut response = (ctx.jar, render(err.status(), &page)).into_response();
-            if let Error::TooManyRequests {
-                retry_after: Some(seconds),
-                ..
-            } = err
-            {
-                let value = axum::http::HeaderValue::from(seconds);
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, value);
-            }
-            Ok(response)
+            let response = (ctx.jar, render(err.status(), &page)).into_response();
+            Ok(with_retry_after(response, &err))
         }
         Err(other) => Err(other.into()),
     }

@@ -150,21 +150,30 @@ impl From<Error> for PageError {
     }
 }
 
+/// Adds `Retry-After` to a page that answers `err`, when `err` asks the client to wait.
+pub(super) fn with_retry_after(mut response: Response, err: &Error) -> Response {
+    let seconds = match err {
+        Error::TooManyRequests {
+            retry_after: Some(seconds),
+            ..
+        } => *seconds,
+        Error::Overloaded | Error::Unavailable => 5,
+        _ => return response,
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let retry_after = match &self {
-            Self::Service(Error::TooManyRequests {
-                retry_after: Some(seconds),
-                ..
-            }) => Some(*seconds),
-            Self::Service(Error::Overloaded | Error::Unavailable) => Some(5),
-            _ => None,
-        };
-        let (status, title, message) = match self {
+        let (status, title, message, refusal) = match self {
             Self::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "Request refused",
                 "This form was sent without a valid security token, or from another site. Go back, reload the page and try again.".to_string(),
+                None,
             ),
             Self::Service(err) => {
                 let status = err.status();
@@ -184,7 +193,7 @@ impl IntoResponse for PageError {
                     s if s.is_server_error() => "An unexpected error occurred. It has been logged.".into(),
                     _ => err.detail(),
                 };
-                (status, title, message)
+                (status, title, message, Some(err))
             }
         };
         let page = ErrorPage {
@@ -192,13 +201,11 @@ impl IntoResponse for PageError {
             title,
             message: &message,
         };
-        let mut response = render(status, &page);
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        let response = render(status, &page);
+        match refusal {
+            Some(err) => with_retry_after(response, &err),
+            None => response,
         }
-        response
     }
 }
 
