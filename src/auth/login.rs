@@ -46,11 +46,9 @@ pub struct PasswordCheck<'a> {
 }
 
 impl PasswordCheck<'_> {
-    /// Waits for the account's turn to be checked (`CheckQueue`).
-    async fn turn(&self, username: &str) -> Result<Turn> {
-        self.queue
-            .turn(&throttle::name_hash(username), self.max_wait)
-            .await
+    /// Waits for the turn of the account with this name hash (`CheckQueue`).
+    async fn turn(&self, name_hash: &str) -> Result<Turn> {
+        self.queue.turn(name_hash, self.max_wait).await
     }
 }
 
@@ -68,9 +66,13 @@ pub async fn authenticate(
     username: &str,
     password: String,
 ) -> Result<Authenticated, LoginError> {
-    let _turn = check.turn(username).await.map_err(LoginError::Unchecked)?;
+    let name_hash = throttle::name_hash(username);
+    let _turn = check
+        .turn(&name_hash)
+        .await
+        .map_err(LoginError::Unchecked)?;
     let record = store
-        .login_record(&Username::fold(username), &throttle::name_hash(username))
+        .login_record(&Username::fold(username), &name_hash)
         .await
         .map_err(|e| LoginError::Unchecked(e.into()))?;
     let on_record =
@@ -247,12 +249,10 @@ pub async fn confirm_current_password(
     now: DateTime<Utc>,
 ) -> Result<String> {
     let wrong = || Error::BadRequest("Current password is incorrect".into());
-    let _turn = check.turn(&user.username).await?;
+    let name_hash = throttle::name_hash(&user.username);
+    let _turn = check.turn(&name_hash).await?;
     let record = store
-        .login_record(
-            &Username::fold(&user.username),
-            &throttle::name_hash(&user.username),
-        )
+        .login_record(&Username::fold(&user.username), &name_hash)
         .await?;
     let on_record = throttle::admit_signed_in(check.throttle, record.failures, now)?;
     let credentials = record.credentials.ok_or_else(wrong)?;
