@@ -453,11 +453,8 @@ async fn notes_pages_show_only_the_owners_notes(backend: Backend) {
             .is_some()
     );
 
-    let toggled = alice
-        .submit("/notes", &format!("/notes/{note_id}/toggle"), &[])
-        .await;
-    assert_eq!(toggled.status(), StatusCode::SEE_OTHER);
-    assert!(
+    let toggle = format!("/notes/{note_id}/toggle");
+    let done = async || {
         alice
             .page("/notes")
             .await
@@ -465,7 +462,33 @@ async fn notes_pages_show_only_the_owners_notes(backend: Backend) {
             .await
             .unwrap()
             .contains("note done")
-    );
+    };
+    // A form from before the button said what it wants flips the note.
+    let toggled = alice.submit("/notes", &toggle, &[]).await;
+    assert_eq!(toggled.status(), StatusCode::SEE_OTHER);
+    assert!(done().await);
+    // The button sends the state it asks for: a double click leaves it so.
+    for wanted in ["false", "false"] {
+        let sent = alice
+            .submit("/notes", &toggle, &[("completed", wanted)])
+            .await;
+        assert_eq!(sent.status(), StatusCode::SEE_OTHER);
+        assert!(!done().await);
+    }
+    let refused = alice
+        .submit("/notes", &toggle, &[("completed", "maybe")])
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let page = alice
+        .submit("/notes", &toggle, &[("completed", "true")])
+        .await;
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert!(done().await);
+    let toggle = bob
+        .submit("/notes", &toggle, &[("completed", "false")])
+        .await;
+    assert_eq!(toggle.status(), StatusCode::NOT_FOUND);
+    assert!(done().await);
     let deleted = alice
         .submit("/notes", &format!("/notes/{note_id}/delete"), &[])
         .await;

@@ -68,19 +68,41 @@ fn parse_id(raw: &str) -> Result<i64, PageError> {
     raw.parse().map_err(|_| PageError::Service(Error::NotFound))
 }
 
+/// The state a note's button asks for. Sending it, not "flip", makes a double click or a
+/// resubmitted form harmless; a form from before this field flips the note.
+#[derive(Debug, Deserialize)]
+pub struct Toggle {
+    completed: Option<String>,
+}
+
 pub async fn toggle_note(
     State(state): State<AppState>,
     SignedInPage { signed_in, .. }: SignedInPage,
     PagePath(id): PagePath<String>,
-    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+    CsrfForm(form): CsrfForm<Toggle>,
 ) -> Result<Response, PageError> {
     let (owner, id) = (signed_in.user.id, parse_id(&id)?);
-    let note = state.store.note(owner, id).await?.ok_or(Error::NotFound)?;
+    let completed = match form.completed.as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        Some(_) => {
+            let message = "completed must be true or false";
+            return Err(Error::BadRequest(message.into()).into());
+        }
+        None => {
+            let note = state.store.note(owner, id).await?.ok_or(Error::NotFound)?;
+            !note.completed
+        }
+    };
     let patch = NotePatch {
         text: None,
-        completed: Some(!note.completed),
+        completed: Some(completed),
     };
-    state.store.update_note(owner, id, patch).await?;
+    state
+        .store
+        .update_note(owner, id, patch)
+        .await?
+        .ok_or(Error::NotFound)?;
     Ok(Redirect::to(NOTES).into_response())
 }
 
