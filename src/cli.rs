@@ -41,6 +41,9 @@ pub enum Command {
     },
     /// Import the users and notes of the tutorial's PostgreSQL database.
     Import(ImportArgs),
+    /// Delete ended sessions, expired links, audit events past AUDIT_RETENTION_DAYS and stale
+    /// login-failure counts now (the service also does it every HOUSEKEEPING_INTERVAL_SECONDS).
+    Housekeeping,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => generate_key(&out),
         Command::User { command } => with_config(|config| admin::command::run(config, command)),
         Command::Import(args) => with_config(|config| admin::import::run(config, args)),
+        Command::Housekeeping => with_config(housekeeping),
     }
 }
 
@@ -116,14 +120,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    store::connect(&ConnectOptions {
-        url: config.database_url.clone(),
-        acquire_timeout: config.db_acquire_timeout,
-        session_cache_entries: 0,
-        min_connections: 0,
-    })
-    .await?;
+    store::connect(&ConnectOptions::for_command(&config)).await?;
     println!("Migrations applied to {}", redact_url(&config.database_url));
+    Ok(())
+}
+
+async fn housekeeping(config: Config) -> anyhow::Result<()> {
+    let store = store::connect(&ConnectOptions::for_command(&config)).await?;
+    let policy = crate::housekeeping::Policy::of(&config);
+    let swept = crate::housekeeping::sweep(store.as_ref(), policy, chrono::Utc::now()).await;
+    store.close().await;
+    let swept = swept?;
+    println!(
+        "Deleted {} ended sessions, {} expired link tokens, {} audit events and {} stale login-failure counts",
+        swept.sessions, swept.email_tokens, swept.events, swept.login_failures
+    );
     Ok(())
 }
 

@@ -395,6 +395,44 @@ impl MailConfig {
     }
 }
 
+/// Deleting what has ended (`crate::housekeeping`; README, "Housekeeping").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Housekeeping {
+    /// `HOUSEKEEPING_INTERVAL_SECONDS`: how often this process sweeps; `None` (0) leaves it
+    /// to another instance or to `gatehouse housekeeping`.
+    pub interval: Option<Duration>,
+    /// `AUDIT_RETENTION_DAYS`: how long audit events are kept; `None` (0) keeps them all.
+    pub audit_retention: Option<Duration>,
+}
+
+impl Default for Housekeeping {
+    fn default() -> Self {
+        Self {
+            interval: Some(Duration::from_secs(10 * 60)),
+            audit_retention: Some(Duration::from_secs(365 * DAY)),
+        }
+    }
+}
+
+impl Housekeeping {
+    fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let non_zero = |d: Duration| (!d.is_zero()).then_some(d);
+        let seconds = parsed(
+            "HOUSEKEEPING_INTERVAL_SECONDS",
+            d.interval.map_or(0, |i| i.as_secs()),
+        )?;
+        let days = parsed(
+            "AUDIT_RETENTION_DAYS",
+            d.audit_retention.map_or(0, |r| r.as_secs() / DAY),
+        )?;
+        Ok(Self {
+            interval: non_zero(Duration::from_secs(seconds)),
+            audit_retention: non_zero(Duration::from_secs(days.saturating_mul(DAY))),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
@@ -418,6 +456,7 @@ pub struct Config {
     /// Rate limits, login throttling, password policy, trusted proxies.
     pub abuse: AbuseProtection,
     pub mail: MailConfig,
+    pub housekeeping: Housekeeping,
 }
 
 /// Reads a variable; an empty value counts as unset.
@@ -523,6 +562,7 @@ impl Config {
             jwt: JwtConfig::from_env()?,
             abuse: AbuseProtection::from_env()?,
             mail: MailConfig::from_env()?,
+            housekeeping: Housekeeping::from_env()?,
         })
     }
 

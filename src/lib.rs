@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod email;
 pub mod error;
+pub mod housekeeping;
 pub mod http;
 pub mod metrics;
 pub(crate) mod scheduling;

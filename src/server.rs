@@ -15,6 +15,7 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::email::Mailer;
+use crate::housekeeping;
 use crate::http::{self, AppState, PasswordLane};
 use crate::metrics::Metrics;
 use crate::store::{self, ConnectOptions};
@@ -99,6 +100,14 @@ impl Server {
         // Kept until its connections are closed: they need the lane's runtime to say goodbye
         // to the database.
         let password_lane = self.state.password_lane.clone();
+        let housekeeping = self.state.config.housekeeping.interval.map(|interval| {
+            housekeeping::spawn(
+                store.clone(),
+                self.state.clock.clone(),
+                housekeeping::Policy::of(&self.state.config),
+                interval,
+            )
+        });
         let app = http::app(self.state);
         let (stopping, mut stop_requested) = watch::channel(false);
         let serve = axum::serve(
@@ -123,6 +132,9 @@ impl Server {
                 Ok(())
             }
         };
+        if let Some(task) = housekeeping {
+            task.abort();
+        }
         let lane_store = password_lane.store().clone();
         let close_pools = async {
             // On SQLite the lane uses the same store.

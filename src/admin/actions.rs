@@ -73,15 +73,8 @@ pub async fn apply(
         ));
     }
     let ended = match action {
-        AdminAction::Disable => {
-            let live = store.list_sessions(target.id, now).await?.len();
-            store.set_user_disabled(target.id, true, now).await?;
-            u64::try_from(live).unwrap_or(0)
-        }
-        AdminAction::Enable => {
-            store.set_user_disabled(target.id, false, now).await?;
-            0
-        }
+        AdminAction::Disable => store.set_user_disabled(target.id, true, now).await?,
+        AdminAction::Enable => store.set_user_disabled(target.id, false, now).await?,
         AdminAction::Promote | AdminAction::Demote => {
             let promote = action == AdminAction::Promote;
             if !store.set_superuser(target.id, promote, now).await? {

@@ -55,14 +55,7 @@ pub enum UserCommand {
 
 /// Runs one `gatehouse user` command; errors become a message and exit code 1.
 pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
-    let store = store::connect(&ConnectOptions {
-        url: config.database_url.clone(),
-        acquire_timeout: config.db_acquire_timeout,
-        // A command runs for a moment: nothing to cache, no connections to keep ready.
-        session_cache_entries: 0,
-        min_connections: 0,
-    })
-    .await?;
+    let store = store::connect(&ConnectOptions::for_command(&config)).await?;
     let store = store.as_ref();
     match command {
         UserCommand::Create {

@@ -68,14 +68,7 @@ impl Tally {
 
 pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     let source = TutorialDb::connect(&args.from).await?;
-    let target = store::connect(&ConnectOptions {
-        url: config.database_url.clone(),
-        acquire_timeout: config.db_acquire_timeout,
-        // A command runs for a moment: nothing to cache, no connections to keep ready.
-        session_cache_entries: 0,
-        min_connections: 0,
-    })
-    .await?;
+    let target = store::connect(&ConnectOptions::for_command(&config)).await?;
     let store = target.as_ref();
     let users = import_users(&source, store).await?;
     let notes = import_notes(&source, store, args.notes_owner.as_deref()).await?;

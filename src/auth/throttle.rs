@@ -9,7 +9,8 @@
 //! hold it closed no longer than it takes its owner to reset; an owner still signed in may
 //! instead confirm the password after the longest delay (`admit_signed_in`). Checks of one
 //! account take turns (`CheckQueue`), so that guesses sent in parallel meet the gate one by
-//! one.
+//! one. A count below the lock that sees no failure for a month is forgotten
+//! (`crate::housekeeping`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

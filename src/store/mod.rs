@@ -36,6 +36,7 @@ pub trait Store:
     + ProfileStore
     + AdminStore
     + ThrottleStore
+    + HousekeepingStore
     + Send
     + Sync
     + 'static
@@ -91,12 +92,13 @@ pub trait UserStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
     /// Disables or enables a user; disabling ends all of their sessions in the same step.
+    /// How many of them were live.
     async fn set_user_disabled(
         &self,
         user_id: i64,
         disabled: bool,
         now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -261,6 +263,37 @@ pub trait EventStore {
     async fn recent_events(&self, user_id: i64, limit: i64) -> StoreResult<Vec<Event>>;
 }
 
+/// Deleting what no request can use any more (`crate::housekeeping`), a batch at a time, so
+/// that no statement holds its locks for long on a large table (SQLite has one writer).
+#[async_trait]
+pub trait HousekeepingStore {
+    /// Looks at the `batch` sessions after id `after` and deletes those that have ended (their
+    /// refresh tokens go with them).
+    async fn delete_ended_sessions(
+        &self,
+        after: i64,
+        batch: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SweepStep>;
+    /// Looks at the `batch` emailed-link tokens after id `after` and deletes those expired.
+    async fn delete_expired_email_tokens(
+        &self,
+        after: i64,
+        batch: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SweepStep>;
+    /// Deletes those of the `batch` oldest audit events recorded before `before`; how many.
+    async fn delete_oldest_events(&self, before: DateTime<Utc>, batch: i64) -> StoreResult<u64>;
+    /// Deletes up to `batch` failure counts below `locked_at` whose last failure came before
+    /// `before`; how many. A count that locks its account stays.
+    async fn delete_stale_login_failures(
+        &self,
+        before: DateTime<Utc>,
+        locked_at: i32,
+        batch: i64,
+    ) -> StoreResult<u64>;
+}
+
 /// Consecutive failed logins per typed account name (a SHA-256 hex of the folded name), kept
 /// in the database so the slow-down holds across restarts and instances. A login reads them
 /// with its account (`UserStore::login_record`).
@@ -288,6 +321,18 @@ pub struct ConnectOptions {
     /// do not wait for one to open (0 for a command that runs once). SQLite opens a file and
     /// needs none.
     pub min_connections: u32,
+}
+
+impl ConnectOptions {
+    /// For a command that runs for a moment: nothing to cache, no connections to keep ready.
+    pub fn for_command(config: &crate::config::Config) -> Self {
+        Self {
+            url: config.database_url.clone(),
+            acquire_timeout: config.db_acquire_timeout,
+            session_cache_entries: 0,
+            min_connections: 0,
+        }
+    }
 }
 
 /// The most connections a PostgreSQL store opens (besides those of `with_own_connections`).

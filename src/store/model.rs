@@ -247,6 +247,14 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
 }
 
+/// One batch of a walk through a table by id (`HousekeepingStore`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepStep {
+    pub deleted: u64,
+    /// The last id looked at, where the next batch starts; `None` once past the last row.
+    pub last_id: Option<i64>,
+}
+
 /// Consecutive failed logins for one typed account name (see `ThrottleStore`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct LoginFailures {

@@ -8,7 +8,7 @@ use reqwest::header::LOCATION;
 use serde_json::Value;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDb, assert_detail, spawn_app};
+use crate::helpers::{Backend, TestApp, assert_detail, spawn_app};
 
 both_backends!(
     ordinary_users_are_refused_everywhere,
@@ -96,16 +96,6 @@ impl TestApp {
             .send()
             .await
             .unwrap()
-    }
-
-    async fn count(&self, sql: &'static str, bind: &str) -> i64 {
-        match &self.db {
-            TestDb::Sqlite(pool) => sqlx::query_scalar(sql).bind(bind).fetch_one(pool).await,
-            TestDb::Postgres { pool, .. } => {
-                sqlx::query_scalar(sql).bind(bind).fetch_one(pool).await
-            }
-        }
-        .unwrap()
     }
 }
 

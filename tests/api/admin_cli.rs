@@ -187,3 +187,38 @@ async fn user_commands_manage_accounts_that_then_log_in() {
     .unwrap();
     assert!(recorded.is_some(), "the deletion is in the audit trail");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_deletes_ended_sessions_once_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("cli.db").display());
+    let run = |args: &[&str], stdin: &str| gatehouse(dir.path(), &url, args, stdin);
+    assert_success(&run(
+        &["user", "create", "ann", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    ));
+    let app = spawn_app_with(Backend::Sqlite, |config| config.database_url = url.clone()).await;
+    app.token_for("ann", PASSWORD).await;
+    let live = app.token_for("ann", PASSWORD).await;
+    // The command acts on the real clock: end the first session an hour ago.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = (SELECT MIN(id) FROM sessions)")
+        .bind(chrono::Utc::now() - chrono::Duration::hours(1))
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let swept = run(&["housekeeping"], "");
+    assert_success(&swept);
+    assert!(
+        stdout(&swept).contains("Deleted 1 ended sessions, 0 expired link tokens"),
+        "{}",
+        stdout(&swept)
+    );
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+    assert_eq!(app.get_me(&live).await.status(), StatusCode::OK);
+}

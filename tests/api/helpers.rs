@@ -97,6 +97,7 @@ pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
             ..AbuseProtection::default()
         },
         mail: Default::default(),
+        housekeeping: Default::default(),
     }
 }
 
@@ -222,6 +223,12 @@ pub async fn signup_and_login_at(
 }
 
 impl TestApp {
+    /// The time on the service's clock.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use gatehouse::clock::Clock;
+        self.clock.now()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -336,6 +343,17 @@ impl TestApp {
                 .await
                 .unwrap(),
         }
+    }
+
+    /// Reads one count (a `BIGINT`) from the test database.
+    pub async fn count(&self, sql: &'static str, bind: &str) -> i64 {
+        match &self.db {
+            TestDb::Sqlite(pool) => sqlx::query_scalar(sql).bind(bind).fetch_one(pool).await,
+            TestDb::Postgres { pool, .. } => {
+                sqlx::query_scalar(sql).bind(bind).fetch_one(pool).await
+            }
+        }
+        .unwrap()
     }
 
     pub async fn stored_hash(&self, username: &str) -> String {

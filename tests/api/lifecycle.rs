@@ -374,13 +374,6 @@ async fn disabling_a_user_ends_their_sessions(backend: Backend) {
     .await;
 }
 
-impl TestApp {
-    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        use gatehouse::clock::Clock;
-        self.clock.now()
-    }
-}
-
 async fn access_tokens_expire_on_the_services_clock(backend: Backend) {
     let app = spawn_app(backend).await;
     app.signup("alice", PASSWORD).await;

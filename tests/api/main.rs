@@ -14,6 +14,7 @@ mod contract;
 mod docs;
 mod email;
 mod extending;
+mod housekeeping;
 mod import;
 mod instances;
 mod keys;

@@ -21,6 +21,7 @@
 
 pub(super) mod admin;
 mod events;
+pub(super) mod housekeeping;
 mod notes;
 mod profile;
 mod sessions;
@@ -29,6 +30,7 @@ mod users;
 
 pub(super) use admin::impl_admin_store;
 pub(super) use events::{impl_event_store, insert_event};
+pub(super) use housekeeping::impl_housekeeping_store;
 pub(super) use notes::impl_note_store;
 pub(super) use profile::impl_profile_store;
 pub(super) use sessions::{
@@ -93,6 +95,7 @@ macro_rules! impl_store {
         $crate::store::sql::impl_throttle_store!($store);
         $crate::store::sql::impl_admin_store!($store);
         $crate::store::sql::impl_profile_store!($store);
+        $crate::store::sql::impl_housekeeping_store!($store);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {

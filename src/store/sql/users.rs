@@ -111,7 +111,7 @@ macro_rules! impl_user_store {
                 user_id: i64,
                 disabled: bool,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::store::StoreResult<u64> {
                 let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
                 let mut tx = self.begin_write().await?;
                 sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
@@ -120,14 +120,25 @@ macro_rules! impl_user_store {
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;
+                let mut ended = 0;
                 if disabled {
+                    // The live ones first, to count them; a login that would start one now
+                    // waits for the user row this transaction holds, and then finds it disabled.
+                    ended = sqlx::query(
+                        "DELETE FROM sessions WHERE user_id = $1 AND expires_at > $2 AND idle_expires_at > $2",
+                    )
+                    .bind(user_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                         .bind(user_id)
                         .execute(&mut *tx)
                         .await?;
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(ended)
             }
         }
     };

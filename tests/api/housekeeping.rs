@@ -1,0 +1,244 @@
+//! Housekeeping: what has ended leaves the database, and nothing live goes with it.
+
+use std::time::Duration;
+
+use chrono::Duration as Span;
+use gatehouse::auth::throttle::name_hash;
+use gatehouse::housekeeping::{Policy, Swept, sweep_in_batches};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, assert_detail, spawn_app, spawn_app_with};
+
+both_backends!(
+    ended_sessions_go_with_their_refresh_tokens_and_live_ones_stay,
+    expired_links_and_events_past_retention_go,
+    stale_failure_counts_go_but_a_lock_stays,
+    the_service_sweeps_by_itself,
+);
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The service's own policy, a sweep in batches of two rows.
+async fn sweep(app: &TestApp) -> Swept {
+    sweep_with(app, Policy::of(&app.state.config)).await
+}
+
+async fn sweep_with(app: &TestApp, policy: Policy) -> Swept {
+    let now = app.clock_now();
+    sweep_in_batches(app.state.store.as_ref(), policy, now, 2)
+        .await
+        .unwrap()
+}
+
+/// A login's refresh token.
+async fn refresh_token_of(app: &TestApp, username: &str) -> String {
+    let response = app.login(username, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["refresh_token"].as_str().unwrap().to_string()
+}
+
+async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn rows(app: &TestApp, sql: &'static str) -> i64 {
+    app.count(sql, "").await
+}
+
+async fn ended_sessions_go_with_their_refresh_tokens_and_live_ones_stay(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for name in ["alice", "bob"] {
+        assert_eq!(app.signup(name, PASSWORD).await.status(), StatusCode::OK);
+    }
+    // Five API sessions of alice's and two of bob's: four batches of two to walk.
+    let mut alices = Vec::new();
+    for _ in 0..5 {
+        alices.push(refresh_token_of(&app, "alice").await);
+    }
+    let bobs = [
+        refresh_token_of(&app, "bob").await,
+        refresh_token_of(&app, "bob").await,
+    ];
+    assert_eq!(sweep(&app).await, Swept::default(), "nothing has ended yet");
+
+    // Thirteen days on, one session of each is used; the others then pass the 14 idle days.
+    app.clock.advance(Span::days(13));
+    let kept = [&alices[2], &bobs[1]];
+    let mut renewed = Vec::new();
+    for token in kept {
+        let response = refresh(&app, token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        renewed.push(body["refresh_token"].as_str().unwrap().to_string());
+    }
+    app.clock.advance(Span::days(2));
+    let refused_before = refresh(&app, &alices[1]).await.status();
+    assert_eq!(refused_before, StatusCode::BAD_REQUEST);
+
+    let swept = sweep(&app).await;
+    assert_eq!(swept.sessions, 5);
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM sessions WHERE $1 = $1").await,
+        2
+    );
+    // The used token of each live family stays, so that its reuse is still recognised.
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM refresh_tokens WHERE $1 = $1").await,
+        4
+    );
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT COUNT(*) FROM refresh_tokens r LEFT JOIN sessions s ON s.id = r.session_id \
+             WHERE s.id IS NULL AND $1 = $1"
+        )
+        .await,
+        0,
+        "no refresh token outlives its session"
+    );
+    for token in &renewed {
+        let response = refresh(&app, token).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "a live session still works"
+        );
+        let body: Value = response.json().await.unwrap();
+        let access = body["access_token"].as_str().unwrap();
+        assert_eq!(app.get_me(access).await.status(), StatusCode::OK);
+    }
+    // An ended session's refresh token is refused as before the sweep.
+    assert_eq!(refresh(&app, &alices[0]).await.status(), refused_before);
+    assert_eq!(sweep(&app).await, Swept::default());
+}
+
+async fn expired_links_and_events_past_retention_go(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app
+        .post_json(
+            "/users/",
+            &json!({"username": "alice", "password": PASSWORD, "email": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(signup.status(), StatusCode::OK);
+    let reset = app
+        .post_json("/password-reset", &json!({"email": "alice@example.com"}))
+        .await;
+    assert_eq!(reset.status(), StatusCode::ACCEPTED);
+    // The sign-up's verification link lives a day; the reset link, made after the answer,
+    // 30 minutes.
+    let mut waited = 0;
+    while rows(&app, "SELECT COUNT(*) FROM email_tokens WHERE $1 = $1").await < 2 {
+        assert!(waited < 100, "no reset link was made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let events = rows(&app, "SELECT COUNT(*) FROM events WHERE $1 = $1").await;
+    assert!(events >= 1, "the sign-up is on record");
+
+    app.clock.advance(Span::minutes(29));
+    assert_eq!(sweep(&app).await.email_tokens, 0);
+    app.clock.advance(Span::minutes(2));
+    assert_eq!(sweep(&app).await.email_tokens, 1);
+    assert_eq!(
+        app.fetch_text("SELECT purpose FROM email_tokens WHERE $1 = $1", "")
+            .await
+            .as_deref(),
+        Some("verify_email"),
+        "the link that has not expired stays"
+    );
+
+    // A year and a day later, a login is recorded beside the old events.
+    app.clock.advance(Span::days(366));
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+    let keep_all = Policy {
+        audit_retention: None,
+        ..Policy::of(&app.state.config)
+    };
+    assert_eq!(sweep_with(&app, keep_all).await.events, 0);
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM events WHERE $1 = $1").await,
+        events + 1
+    );
+    assert_eq!(sweep(&app).await.events, u64::try_from(events).unwrap());
+    assert_eq!(
+        app.fetch_text("SELECT kind FROM events WHERE $1 = $1", "")
+            .await
+            .as_deref(),
+        Some("login_success"),
+        "only the new login is left"
+    );
+}
+
+async fn stale_failure_counts_go_but_a_lock_stays(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.signup("carol", PASSWORD).await.status(), StatusCode::OK);
+    let store = app.state.store.as_ref();
+    let now = app.clock_now();
+    for _ in 0..3 {
+        store
+            .add_login_failure(&name_hash("nobody"), now)
+            .await
+            .unwrap();
+    }
+    // Enough to lock carol's account (100 by default).
+    for _ in 0..100 {
+        store
+            .add_login_failure(&name_hash("carol"), now)
+            .await
+            .unwrap();
+    }
+    app.clock.advance(Span::days(31));
+    store
+        .add_login_failure(&name_hash("recent"), app.clock_now())
+        .await
+        .unwrap();
+
+    assert_eq!(sweep(&app).await.login_failures, 1);
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM login_throttle WHERE $1 = $1").await,
+        2
+    );
+    // The lock still holds: only a password reset opens the account.
+    assert_detail(
+        app.login("carol", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many failed login attempts for this account; reset the password to sign in",
+    )
+    .await;
+}
+
+async fn the_service_sweeps_by_itself(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.housekeeping.interval = Some(Duration::from_millis(200));
+    })
+    .await;
+    let token = app.signup_and_login("alice").await;
+    assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM sessions WHERE $1 = $1").await,
+        1
+    );
+    app.clock.advance(Span::days(31));
+    let mut waited = 0;
+    while rows(&app, "SELECT COUNT(*) FROM sessions WHERE $1 = $1").await > 0 {
+        assert!(waited < 100, "the ended session is still there after 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM refresh_tokens WHERE $1 = $1").await,
+        0
+    );
+}
