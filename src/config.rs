@@ -415,20 +415,37 @@ impl Default for Housekeeping {
 }
 
 impl Housekeeping {
+    /// Longest interval between sweeps: a week.
+    const MAX_INTERVAL_SECONDS: u64 = 7 * DAY;
+    /// Longest audit retention that is not "forever": a century.
+    const MAX_RETENTION_DAYS: u64 = 36_500;
+
     fn from_env() -> anyhow::Result<Self> {
         let d = Self::default();
-        let non_zero = |d: Duration| (!d.is_zero()).then_some(d);
         let seconds = parsed(
             "HOUSEKEEPING_INTERVAL_SECONDS",
             d.interval.map_or(0, |i| i.as_secs()),
         )?;
+        if seconds != 0 && !(60..=Self::MAX_INTERVAL_SECONDS).contains(&seconds) {
+            bail!(
+                "HOUSEKEEPING_INTERVAL_SECONDS must be 0 (never) or 60 to {} (a week); got {seconds}",
+                Self::MAX_INTERVAL_SECONDS
+            );
+        }
         let days = parsed(
             "AUDIT_RETENTION_DAYS",
             d.audit_retention.map_or(0, |r| r.as_secs() / DAY),
         )?;
+        if days > Self::MAX_RETENTION_DAYS {
+            bail!(
+                "AUDIT_RETENTION_DAYS must be 0 (keep every event) or 1 to {}; got {days}",
+                Self::MAX_RETENTION_DAYS
+            );
+        }
+        let non_zero = |d: Duration| (!d.is_zero()).then_some(d);
         Ok(Self {
             interval: non_zero(Duration::from_secs(seconds)),
-            audit_retention: non_zero(Duration::from_secs(days.saturating_mul(DAY))),
+            audit_retention: non_zero(Duration::from_secs(days * DAY)),
         })
     }
 }

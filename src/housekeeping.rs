@@ -74,20 +74,21 @@ pub async fn sweep_in_batches(
     now: DateTime<Utc>,
     batch: i64,
 ) -> StoreResult<Swept> {
+    assert!(batch > 0, "a sweep's batches hold at least one row");
     let sessions = walk(store, Walked::Sessions, batch, now).await?;
     let email_tokens = walk(store, Walked::EmailTokens, batch, now).await?;
-    let events = match policy.audit_retention {
-        Some(retention) => {
-            let before = earlier(now, retention);
-            trim(store, Trimmed::Events { before }, batch).await?
+    let events = match policy.audit_retention.and_then(|r| earlier(now, r)) {
+        Some(before) => trim(store, Trimmed::Events { before }, batch).await?,
+        None => 0,
+    };
+    let login_failures = match earlier(now, FORGET_FAILURES_AFTER) {
+        Some(before) => {
+            let locked_at = i32::try_from(policy.locked_at).unwrap_or(i32::MAX);
+            let stale = Trimmed::LoginFailures { before, locked_at };
+            trim(store, stale, batch).await?
         }
         None => 0,
     };
-    let stale = Trimmed::LoginFailures {
-        before: earlier(now, FORGET_FAILURES_AFTER),
-        locked_at: i32::try_from(policy.locked_at).unwrap_or(i32::MAX),
-    };
-    let login_failures = trim(store, stale, batch).await?;
     Ok(Swept {
         sessions,
         email_tokens,
@@ -96,15 +97,24 @@ pub async fn sweep_in_batches(
     })
 }
 
-/// Sweeps every `interval`, the first time one interval after the start, until the task is
-/// aborted. A sweep that fails (the database is away) is logged and tried again next time.
+/// The periodic sweep; dropping it stops it.
+pub struct Sweeper(tokio::task::JoinHandle<()>);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sweeps every `interval`, the first time one interval after the start, until the `Sweeper`
+/// is dropped. A sweep that fails (the database is away) is logged and tried again next time.
 pub fn spawn(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policy: Policy,
     interval: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> Sweeper {
+    Sweeper(tokio::spawn(async move {
         let start = tokio::time::Instant::now() + interval;
         let mut ticks = tokio::time::interval_at(start, interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -122,7 +132,7 @@ pub fn spawn(
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed; trying again later"),
             }
         }
-    })
+    }))
 }
 
 /// The tables walked by id.
@@ -146,10 +156,10 @@ async fn walk(
             Walked::EmailTokens => store.delete_expired_email_tokens(after, batch, now).await?,
         };
         deleted += step.deleted;
-        let Some(last) = step.last_id else {
+        let Some(next) = step.next else {
             return Ok(deleted);
         };
-        after = last;
+        after = next;
         tokio::time::sleep(PAUSE).await;
     }
 }
@@ -186,9 +196,9 @@ async fn trim(store: &dyn Store, what: Trimmed, batch: i64) -> StoreResult<u64> 
     }
 }
 
-fn earlier(now: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+/// `by` before `now`; `None` before the start of time, when nothing can be that old.
+fn earlier(now: DateTime<Utc>, by: Duration) -> Option<DateTime<Utc>> {
     chrono::Duration::from_std(by)
         .ok()
         .and_then(|by| now.checked_sub_signed(by))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }

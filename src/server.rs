@@ -100,6 +100,7 @@ impl Server {
         // Kept until its connections are closed: they need the lane's runtime to say goodbye
         // to the database.
         let password_lane = self.state.password_lane.clone();
+        // Stops when dropped: at the end of this function, or with it.
         let housekeeping = self.state.config.housekeeping.interval.map(|interval| {
             housekeeping::spawn(
                 store.clone(),
@@ -132,9 +133,7 @@ impl Server {
                 Ok(())
             }
         };
-        if let Some(task) = housekeeping {
-            task.abort();
-        }
+        drop(housekeeping);
         let lane_store = password_lane.store().clone();
         let close_pools = async {
             // On SQLite the lane uses the same store.

@@ -267,8 +267,8 @@ pub trait EventStore {
 /// that no statement holds its locks for long on a large table (SQLite has one writer).
 #[async_trait]
 pub trait HousekeepingStore {
-    /// Looks at the `batch` sessions after id `after` and deletes those that have ended (their
-    /// refresh tokens go with them).
+    /// Looks at the `batch` sessions after id `after` and deletes up to `batch` refresh tokens
+    /// of those that have ended; once none is left, those sessions.
     async fn delete_ended_sessions(
         &self,
         after: i64,

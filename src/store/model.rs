@@ -251,8 +251,8 @@ pub struct Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SweepStep {
     pub deleted: u64,
-    /// The last id looked at, where the next batch starts; `None` once past the last row.
-    pub last_id: Option<i64>,
+    /// The id after which the next step starts; `None` once past the last row.
+    pub next: Option<i64>,
 }
 
 /// Consecutive failed logins for one typed account name (see `ThrottleStore`).

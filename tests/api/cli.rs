@@ -58,6 +58,16 @@ fn bad_configuration_is_a_clear_error() {
             "DATABASE_MIN_CONNECTIONS must be at most 8",
         ),
         ("DATABASE_MIN_CONNECTIONS", "-1", "DATABASE_MIN_CONNECTIONS"),
+        (
+            "HOUSEKEEPING_INTERVAL_SECONDS",
+            "5",
+            "HOUSEKEEPING_INTERVAL_SECONDS must be 0 (never) or 60 to 604800",
+        ),
+        (
+            "AUDIT_RETENTION_DAYS",
+            "99999999",
+            "AUDIT_RETENTION_DAYS must be 0 (keep every event) or 1 to 36500",
+        ),
     ] {
         let output = gatehouse(dir.path())
             .env(name, value)

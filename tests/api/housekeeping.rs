@@ -70,7 +70,19 @@ async fn ended_sessions_go_with_their_refresh_tokens_and_live_ones_stay(backend:
         refresh_token_of(&app, "bob").await,
         refresh_token_of(&app, "bob").await,
     ];
+    // A family with more used tokens than a batch holds: they go a batch at a time.
+    let mut last_of_family = alices[4].clone();
+    for _ in 0..4 {
+        let response = refresh(&app, &last_of_family).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        last_of_family = body["refresh_token"].as_str().unwrap().to_string();
+    }
     assert_eq!(sweep(&app).await, Swept::default(), "nothing has ended yet");
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM refresh_tokens WHERE $1 = $1").await,
+        11
+    );
 
     // Thirteen days on, one session of each is used; the others then pass the 14 idle days.
     app.clock.advance(Span::days(13));

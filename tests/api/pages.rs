@@ -468,6 +468,11 @@ async fn notes_pages_show_only_the_owners_notes(backend: Backend) {
     assert_eq!(toggled.status(), StatusCode::SEE_OTHER);
     assert!(done().await);
     // The button sends the state it asks for: a double click leaves it so.
+    let page = alice.page("/notes").await.text().await.unwrap();
+    assert!(
+        page.contains(r#"name="completed" value="false""#),
+        "a done note's button asks for not done: {page}"
+    );
     for wanted in ["false", "false"] {
         let sent = alice
             .submit("/notes", &toggle, &[("completed", wanted)])
@@ -479,6 +484,11 @@ async fn notes_pages_show_only_the_owners_notes(backend: Backend) {
         .submit("/notes", &toggle, &[("completed", "maybe")])
         .await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let page = alice.page("/notes").await.text().await.unwrap();
+    assert!(
+        page.contains(r#"name="completed" value="true""#),
+        "an open note's button asks for done: {page}"
+    );
     let page = alice
         .submit("/notes", &toggle, &[("completed", "true")])
         .await;

@@ -1,7 +1,8 @@
 //! SQL of `HousekeepingStore`. Sessions and link tokens are walked by primary key, a range at
-//! a time: each statement reads at most `batch` rows by the index every table has, however
-//! few of them have ended. Events are deleted from the oldest id, which is also the oldest
-//! time. Failure counts are few unless someone types many names, and then those are stale.
+//! a time: each statement reads at most `batch` rows by an index, however few of them have
+//! ended, and deletes at most `batch` rows. A range with nothing to delete is only read: on
+//! SQLite even a delete that finds nothing takes the write lock. Events are deleted from the
+//! oldest id, which is also the oldest time; failure counts by the time of their last failure.
 
 macro_rules! impl_housekeeping_store {
     ($store:ty) => {
@@ -13,10 +14,39 @@ macro_rules! impl_housekeeping_store {
                 batch: i64,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::SweepStep> {
+                use $crate::store::SweepStep;
                 // The negation of "live" as every lookup reads it.
-                $crate::store::sql::housekeeping::delete_in_next_range!(
+                let (last, ended) = $crate::store::sql::housekeeping::next_range!(
                     &self.pool, "sessions", "expires_at <= $3 OR idle_expires_at <= $3", after, batch, now
+                );
+                let Some(last) = last else {
+                    return Ok(SweepStep { deleted: 0, next: None });
+                };
+                if ended == 0 {
+                    return Ok(SweepStep { deleted: 0, next: Some(last) });
+                }
+                // A family keeps every token it used until its session goes, so the cascade of
+                // one batch of sessions could be a long write: the tokens go first, a batch at
+                // a time, and the range is walked again until none is left.
+                let tokens = sqlx::query(
+                    "DELETE FROM refresh_tokens WHERE id IN (SELECT r.id FROM refresh_tokens r \
+                     JOIN sessions s ON s.id = r.session_id WHERE s.id > $1 AND s.id <= $2 \
+                     AND (s.expires_at <= $3 OR s.idle_expires_at <= $3) LIMIT $4)",
                 )
+                .bind(after)
+                .bind(last)
+                .bind(now)
+                .bind(batch)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if i64::try_from(tokens).unwrap_or(i64::MAX) >= batch {
+                    return Ok(SweepStep { deleted: 0, next: Some(after) });
+                }
+                let sessions = $crate::store::sql::housekeeping::delete_in_range!(
+                    &self.pool, "sessions", "expires_at <= $3 OR idle_expires_at <= $3", after, last, now
+                );
+                Ok(SweepStep { deleted: sessions, next: Some(last) })
             }
 
             async fn delete_expired_email_tokens(
@@ -25,11 +55,22 @@ macro_rules! impl_housekeeping_store {
                 batch: i64,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::SweepStep> {
+                use $crate::store::SweepStep;
                 // A used token stays until it expires, so that a second use is told "used";
                 // after that every lookup answers "invalid or expired" with or without it.
-                $crate::store::sql::housekeeping::delete_in_next_range!(
+                let (last, expired) = $crate::store::sql::housekeeping::next_range!(
                     &self.pool, "email_tokens", "expires_at <= $3", after, batch, now
-                )
+                );
+                let Some(last) = last else {
+                    return Ok(SweepStep { deleted: 0, next: None });
+                };
+                let mut deleted = 0;
+                if expired > 0 {
+                    deleted = $crate::store::sql::housekeeping::delete_in_range!(
+                        &self.pool, "email_tokens", "expires_at <= $3", after, last, now
+                    );
+                }
+                Ok(SweepStep { deleted, next: Some(last) })
             }
 
             async fn delete_oldest_events(
@@ -54,9 +95,12 @@ macro_rules! impl_housekeeping_store {
                 locked_at: i32,
                 batch: i64,
             ) -> $crate::store::StoreResult<u64> {
+                // The conditions again outside: on PostgreSQL a failure counted meanwhile
+                // makes the row fresh, and the delete then leaves it.
                 let done = sqlx::query(
                     "DELETE FROM login_throttle WHERE name_hash IN (SELECT name_hash FROM login_throttle \
-                     WHERE last_failure_at < $1 AND failures < $2 LIMIT $3)",
+                     WHERE last_failure_at < $1 AND failures < $2 LIMIT $3) \
+                     AND last_failure_at < $1 AND failures < $2",
                 )
                 .bind(before)
                 .bind(locked_at)
@@ -69,37 +113,44 @@ macro_rules! impl_housekeeping_store {
     };
 }
 
-/// One step of a walk through `$table` by id: the `$batch` rows after id `$after`, of which
-/// those where `$ended` holds (`$3` is `$now`) are deleted. A `SweepStep`.
-macro_rules! delete_in_next_range {
+/// The next range of a walk through `$table` by id: the last id of the `$batch` rows after
+/// `$after` (`None` past the end), and how many of them match `$ended` (`$3` is `$now`).
+macro_rules! next_range {
     ($pool:expr, $table:literal, $ended:literal, $after:expr, $batch:expr, $now:expr) => {{
-        let last_id: Option<i64> = sqlx::query_scalar(concat!(
-            "SELECT MAX(id) FROM (SELECT id FROM ",
+        let (last, matching): (Option<i64>, i64) = sqlx::query_as(concat!(
+            "SELECT MAX(id), COALESCE(SUM(CASE WHEN ",
+            $ended,
+            " THEN 1 ELSE 0 END), 0) FROM (SELECT * FROM ",
             $table,
             " WHERE id > $1 ORDER BY id LIMIT $2) AS chunk"
         ))
         .bind($after)
         .bind($batch)
+        .bind($now)
         .fetch_one($pool)
         .await?;
-        let deleted = match last_id {
-            Some(last) => sqlx::query(concat!(
-                "DELETE FROM ",
-                $table,
-                " WHERE id > $1 AND id <= $2 AND (",
-                $ended,
-                ")"
-            ))
-            .bind($after)
-            .bind(last)
-            .bind($now)
-            .execute($pool)
-            .await?
-            .rows_affected(),
-            None => 0,
-        };
-        Ok($crate::store::SweepStep { deleted, last_id })
+        (last, matching)
     }};
 }
 
-pub(in crate::store) use {delete_in_next_range, impl_housekeeping_store};
+/// Deletes the rows of `$table` with ids in (`$after`, `$last`] where `$ended` holds (`$3` is
+/// `$now`); how many.
+macro_rules! delete_in_range {
+    ($pool:expr, $table:literal, $ended:literal, $after:expr, $last:expr, $now:expr) => {
+        sqlx::query(concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE id > $1 AND id <= $2 AND (",
+            $ended,
+            ")"
+        ))
+        .bind($after)
+        .bind($last)
+        .bind($now)
+        .execute($pool)
+        .await?
+        .rows_affected()
+    };
+}
+
+pub(in crate::store) use {delete_in_range, impl_housekeeping_store, next_range};
