@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreResult};
 
 /// Rows looked at per statement: a few milliseconds of a write lock, even on SQLite, where
@@ -111,6 +112,7 @@ impl Drop for Sweeper {
 pub fn spawn(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
     policy: Policy,
     interval: Duration,
 ) -> Sweeper {
@@ -120,7 +122,9 @@ pub fn spawn(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            match sweep(store.as_ref(), policy, clock.now()).await {
+            let outcome = sweep(store.as_ref(), policy, clock.now()).await;
+            metrics.count_sweep(outcome.as_ref().map_err(drop));
+            match outcome {
                 Ok(swept) if swept.total() > 0 => tracing::info!(
                     sessions = swept.sessions,
                     email_tokens = swept.email_tokens,

@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests, latency, logins, password-hashing slots, sessions.
+//! Prometheus metrics: requests, latency, logins, password-hashing slots, sessions,
+//! housekeeping.
 //!
 //! Each service instance has its own registry (no global state), so tests that run many apps
 //! in one process each see their own numbers.
@@ -12,6 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::housekeeping::Swept;
 use crate::store::SessionCacheStats;
 
 /// The `Content-Type` of the Prometheus text format.
@@ -71,6 +73,9 @@ impl LoginOutcome {
     }
 }
 
+/// The `kind` labels of `gatehouse_housekeeping_deleted_total`, in the order of `Swept`'s fields.
+const SWEPT_KINDS: [&str; 4] = ["sessions", "email_tokens", "events", "login_failures"];
+
 /// Values read at scrape time from the parts that own them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
@@ -93,6 +98,8 @@ pub struct Metrics {
     active_sessions: IntGauge,
     session_cache_hits: IntCounter,
     session_cache_misses: IntCounter,
+    housekeeping_deleted: IntCounterVec,
+    housekeeping_failures: IntCounter,
 }
 
 impl Metrics {
@@ -156,6 +163,21 @@ impl Metrics {
             "gatehouse_session_cache_misses_total",
             "Signed-in requests whose session was read from the database",
         );
+        let housekeeping_deleted = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_housekeeping_deleted_total",
+                "Rows housekeeping deleted, by kind: sessions, email_tokens, events, login_failures",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        for kind in SWEPT_KINDS {
+            housekeeping_deleted.with_label_values(&[kind]);
+        }
+        let housekeeping_failures = counter(
+            "gatehouse_housekeeping_failures_total",
+            "Housekeeping sweeps that failed (the database did not answer, say)",
+        );
         let metrics = Self {
             registry,
             requests,
@@ -167,6 +189,8 @@ impl Metrics {
             active_sessions,
             session_cache_hits,
             session_cache_misses,
+            housekeeping_deleted,
+            housekeeping_failures,
         };
         for collector in metrics.collectors() {
             metrics
@@ -188,6 +212,8 @@ impl Metrics {
             Box::new(self.active_sessions.clone()),
             Box::new(self.session_cache_hits.clone()),
             Box::new(self.session_cache_misses.clone()),
+            Box::new(self.housekeeping_deleted.clone()),
+            Box::new(self.housekeeping_failures.clone()),
         ]
     }
 
@@ -211,6 +237,25 @@ impl Metrics {
         self.logins
             .with_label_values(&[channel.as_str(), outcome.label()])
             .inc();
+    }
+
+    /// Counts what one sweep deleted, or that it failed.
+    pub fn count_sweep(&self, outcome: Result<&Swept, ()>) {
+        let Ok(swept) = outcome else {
+            self.housekeeping_failures.inc();
+            return;
+        };
+        let counts = [
+            swept.sessions,
+            swept.email_tokens,
+            swept.events,
+            swept.login_failures,
+        ];
+        for (kind, count) in SWEPT_KINDS.into_iter().zip(counts) {
+            self.housekeeping_deleted
+                .with_label_values(&[kind])
+                .inc_by(count);
+        }
     }
 
     /// Everything, in the Prometheus text format, after setting the gauges read at scrape time.
@@ -282,6 +327,19 @@ mod tests {
             ..Gauges::default()
         });
         assert!(again.contains("gatehouse_session_cache_hits_total 9"));
+        let swept = Swept {
+            sessions: 3,
+            events: 2,
+            ..Swept::default()
+        };
+        metrics.count_sweep(Ok(&swept));
+        metrics.count_sweep(Ok(&swept));
+        metrics.count_sweep(Err(()));
+        let swept = metrics.render(Gauges::default());
+        assert!(swept.contains(r#"gatehouse_housekeeping_deleted_total{kind="sessions"} 6"#));
+        assert!(swept.contains(r#"gatehouse_housekeeping_deleted_total{kind="events"} 4"#));
+        assert!(swept.contains(r#"gatehouse_housekeeping_deleted_total{kind="email_tokens"} 0"#));
+        assert!(swept.contains("gatehouse_housekeeping_failures_total 1"));
         assert!(text.contains("# TYPE gatehouse_http_request_duration_seconds histogram"));
     }
 }

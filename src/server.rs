@@ -105,6 +105,7 @@ impl Server {
             housekeeping::spawn(
                 store.clone(),
                 self.state.clock.clone(),
+                self.state.metrics.clone(),
                 housekeeping::Policy::of(&self.state.config),
                 interval,
             )

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, assert_detail, spawn_app, spawn_app_with};
+use crate::metrics::{sample, scrape};
 
 both_backends!(
     ended_sessions_go_with_their_refresh_tokens_and_live_ones_stay,
@@ -252,5 +253,16 @@ async fn the_service_sweeps_by_itself(backend: Backend) {
     assert_eq!(
         rows(&app, "SELECT COUNT(*) FROM refresh_tokens WHERE $1 = $1").await,
         0
+    );
+    let metrics = scrape(&app).await;
+    let deleted = |kind| {
+        let series = format!(r#"gatehouse_housekeeping_deleted_total{{kind="{kind}"}}"#);
+        sample(&metrics, &series)
+    };
+    assert_eq!(deleted("sessions"), Some(1.0));
+    assert_eq!(deleted("events"), Some(0.0));
+    assert_eq!(
+        sample(&metrics, "gatehouse_housekeeping_failures_total"),
+        Some(0.0)
     );
 }
