@@ -183,14 +183,46 @@ async fn upgrade_hash(
             );
             return upgraded;
         }
-        // The login's session will not start either: the password it checked is not current.
-        Ok(false) => tracing::info!(
-            user_id,
-            "password hash not upgraded: the password changed meanwhile"
-        ),
+        Ok(false) => match rechecked_hash(store, hasher, &credentials.user, attempt).await {
+            // Another instance's login upgraded it first: the password is still right.
+            Ok(Some(current)) => return current,
+            // The login's session will not start either: the password it checked is not
+            // current.
+            _ => tracing::info!(
+                user_id,
+                "password hash not upgraded: the password changed meanwhile"
+            ),
+        },
         Err(e) => tracing::warn!(user_id, error = %e, "password hash not upgraded: store error"),
     }
     old.clone()
+}
+
+/// The account's hash as it is now, if `attempt` matches it and the account is active: for a
+/// compare-and-replace that found another hash than the one checked. A login on another
+/// instance may have upgraded the same password's hash meanwhile (then the password is still
+/// right), or a reset or change replaced it (then it is not). One more hash, only in that race.
+async fn rechecked_hash(
+    store: &dyn Store,
+    hasher: &PasswordHasher,
+    user: &User,
+    attempt: &Password,
+) -> Result<Option<String>> {
+    let Some(now) = store
+        .credentials_by_key(&Username::fold(&user.username))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if now.user.id != user.id || now.user.disabled {
+        return Ok(None);
+    }
+    Ok(
+        match hasher.verify(attempt, Some(&now.hashed_password)).await? {
+            Verification::Mismatch => None,
+            Verification::Match | Verification::MatchNeedsRehash => Some(now.hashed_password),
+        },
+    )
 }
 
 /// Changes a signed-in user's password after checking the current one, and ends every other
@@ -214,13 +246,22 @@ pub async fn change_password(
     let new = policy
         .check(new, context)
         .map_err(|msg| Error::validation("new_password", msg))?;
+    let attempt = Password::attempt(current.clone());
     let checked = confirm_current_password(store, check, user, current, now).await?;
     let hash = check.hasher.hash(&new).await?;
     // Only over the hash that was checked: a reset that landed while this was hashing wins.
-    if !store
+    let mut replaced = store
         .replace_password_hash(user.id, &checked, &hash, now)
-        .await?
-    {
+        .await?;
+    if !replaced && let Some(attempt) = &attempt {
+        // Unless it was a login on another instance upgrading the same password's hash.
+        if let Some(current) = rechecked_hash(store, check.hasher, user, attempt).await? {
+            replaced = store
+                .replace_password_hash(user.id, &current, &hash, now)
+                .await?;
+        }
+    }
+    if !replaced {
         return Err(Error::Conflict(
             "The password was changed meanwhile; sign in again".into(),
         ));

@@ -20,6 +20,8 @@ both_backends!(
     changes_made_in_sql_are_seen_by_every_instance,
     a_revoked_browser_session_is_refused_on_every_instance,
     a_cache_of_zero_entries_reads_every_session_from_the_database,
+    logins_on_two_instances_that_both_upgrade_a_hash_both_sign_in,
+    a_password_change_beside_a_login_upgrading_the_hash_goes_through,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -395,4 +397,84 @@ async fn a_cache_of_zero_entries_reads_every_session_from_the_database(backend: 
     assert_eq!(here.cache_hits().await, 0);
     let stats = app.state.store.session_cache_stats();
     assert_eq!((stats.hits, stats.misses), (0, 4));
+}
+
+/// With a hash of older parameters, a login upgrades it after the check. Two instances doing
+/// so for one account at once: one upgrade lands, and the other login, finding another hash
+/// than the one it checked, checks that one too instead of refusing a right password.
+async fn logins_on_two_instances_that_both_upgrade_a_hash_both_sign_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.signup("alice", PASSWORD).await.status(), StatusCode::OK);
+    let alice = app.user_id("alice").await;
+    let peer = Peer::start(&app, backend).await;
+    let old_hash = older_hash_of(PASSWORD).await;
+    for round in 0..20 {
+        set_hash(&app, alice, &old_hash).await;
+        let (here, there) = tokio::join!(login(&app.base), login(&peer.base));
+        assert_eq!(
+            (here, there),
+            (StatusCode::OK, StatusCode::OK),
+            "round {round}"
+        );
+        assert_ne!(app.stored_hash("alice").await, old_hash, "upgraded");
+    }
+}
+
+/// A password change checks the current password, hashes the new one and replaces the hash
+/// only over the one it checked. A login on another instance that upgrades the same
+/// password's hash meanwhile is no reason to answer "changed meanwhile": the change goes
+/// through, and the login either signed in before it or is refused after it.
+async fn a_password_change_beside_a_login_upgrading_the_hash_goes_through(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.signup_and_login("alice").await;
+    let alice = app.user_id("alice").await;
+    let peer = Peer::start(&app, backend).await;
+    let current = "correct horse battery";
+    let old_hash = older_hash_of(current).await;
+    let change = || {
+        app.client
+            .post(app.url("/users/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({"current_password": current, "new_password": "a brand new passphrase"}))
+            .send()
+    };
+    for round in 0..20 {
+        set_hash(&app, alice, &old_hash).await;
+        let (changed, logged_in) = tokio::join!(change(), login(&peer.base));
+        assert_eq!(changed.unwrap().status(), StatusCode::OK, "round {round}");
+        assert!(
+            [StatusCode::OK, StatusCode::UNAUTHORIZED].contains(&logged_in),
+            "round {round}: {logged_in}"
+        );
+    }
+}
+
+/// A hash of `password` made with older parameters than the test app's, which a login
+/// upgrades.
+async fn older_hash_of(password: &str) -> String {
+    let older = gatehouse::auth::PasswordHasher::new(gatehouse::config::HashParams {
+        memory_kib: 8192,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .unwrap();
+    let password = gatehouse::domain::Password::attempt(password.into()).unwrap();
+    older.hash(&password).await.unwrap()
+}
+
+async fn set_hash(app: &TestApp, user_id: i64, hash: &str) {
+    let now = app.clock.now();
+    let store = &app.state.store;
+    store.set_password_hash(user_id, hash, now).await.unwrap();
+}
+
+/// Alice's login with `PASSWORD` at the instance at `base`; its status.
+async fn login(base: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
