@@ -254,13 +254,23 @@ async fn the_service_sweeps_by_itself(backend: Backend) {
         rows(&app, "SELECT COUNT(*) FROM refresh_tokens WHERE $1 = $1").await,
         0
     );
-    let metrics = scrape(&app).await;
-    let deleted = |kind| {
+    // A sweep is counted once all of it is done, a moment after the session went.
+    let deleted = |metrics: &str, kind: &str| {
         let series = format!(r#"gatehouse_housekeeping_deleted_total{{kind="{kind}"}}"#);
-        sample(&metrics, &series)
+        sample(metrics, &series)
     };
-    assert_eq!(deleted("sessions"), Some(1.0));
-    assert_eq!(deleted("events"), Some(0.0));
+    let mut metrics = scrape(&app).await;
+    let mut waited = 0;
+    while deleted(&metrics, "sessions") != Some(1.0) {
+        assert!(
+            waited < 100,
+            "the sweep is not counted after 10 s: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = scrape(&app).await;
+        waited += 1;
+    }
+    assert_eq!(deleted(&metrics, "events"), Some(0.0));
     assert_eq!(
         sample(&metrics, "gatehouse_housekeeping_failures_total"),
         Some(0.0)
