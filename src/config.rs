@@ -395,7 +395,7 @@ impl MailConfig {
     }
 }
 
-/// Deleting what has ended (`crate::housekeeping`; README, "Housekeeping").
+/// Deleting what has ended (`crate::housekeeping`; README, "Operations").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Housekeeping {
     /// `HOUSEKEEPING_INTERVAL_SECONDS`: how often this process sweeps; `None` (0) leaves it

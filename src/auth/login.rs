@@ -208,19 +208,22 @@ async fn rechecked_hash(
     user: &User,
     attempt: &Password,
 ) -> Result<Option<String>> {
-    let Some(now) = store
+    let Some(current) = store
         .credentials_by_key(&Username::fold(&user.username))
         .await?
     else {
         return Ok(None);
     };
-    if now.user.id != user.id || now.user.disabled {
+    if current.user.id != user.id || current.user.disabled {
         return Ok(None);
     }
     Ok(
-        match hasher.verify(attempt, Some(&now.hashed_password)).await? {
+        match hasher
+            .verify(attempt, Some(&current.hashed_password))
+            .await?
+        {
             Verification::Mismatch => None,
-            Verification::Match | Verification::MatchNeedsRehash => Some(now.hashed_password),
+            Verification::Match | Verification::MatchNeedsRehash => Some(current.hashed_password),
         },
     )
 }

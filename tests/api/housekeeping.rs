@@ -57,6 +57,15 @@ async fn rows(app: &TestApp, sql: &'static str) -> i64 {
     app.count(sql, "").await
 }
 
+/// Polls `done` every 50 ms until it holds; fails the test if it does not `within`.
+async fn wait_for(what: &str, within: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < within, "{what}: not after {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn ended_sessions_go_with_their_refresh_tokens_and_live_ones_stay(backend: Backend) {
     let app = spawn_app(backend).await;
     for name in ["alice", "bob"] {
@@ -151,12 +160,8 @@ async fn expired_links_and_events_past_retention_go(backend: Backend) {
     assert_eq!(reset.status(), StatusCode::ACCEPTED);
     // The sign-up's verification link lives a day; the reset link, made after the answer,
     // 30 minutes.
-    let mut waited = 0;
-    while rows(&app, "SELECT COUNT(*) FROM email_tokens WHERE $1 = $1").await < 2 {
-        assert!(waited < 100, "no reset link was made");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += 1;
-    }
+    let made = async || rows(&app, "SELECT COUNT(*) FROM email_tokens WHERE $1 = $1").await == 2;
+    wait_for("the reset link is made", Duration::from_secs(5), made).await;
     let events = rows(&app, "SELECT COUNT(*) FROM events WHERE $1 = $1").await;
     assert!(events >= 1, "the sign-up is on record");
 
@@ -244,12 +249,8 @@ async fn the_service_sweeps_by_itself(backend: Backend) {
         1
     );
     app.clock.advance(Span::days(31));
-    let mut waited = 0;
-    while rows(&app, "SELECT COUNT(*) FROM sessions WHERE $1 = $1").await > 0 {
-        assert!(waited < 100, "the ended session is still there after 10 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        waited += 1;
-    }
+    let gone = async || rows(&app, "SELECT COUNT(*) FROM sessions WHERE $1 = $1").await == 0;
+    wait_for("the ended session goes", Duration::from_secs(10), gone).await;
     assert_eq!(
         rows(&app, "SELECT COUNT(*) FROM refresh_tokens WHERE $1 = $1").await,
         0
@@ -259,17 +260,9 @@ async fn the_service_sweeps_by_itself(backend: Backend) {
         let series = format!(r#"gatehouse_housekeeping_deleted_total{{kind="{kind}"}}"#);
         sample(metrics, &series)
     };
-    let mut metrics = scrape(&app).await;
-    let mut waited = 0;
-    while deleted(&metrics, "sessions") != Some(1.0) {
-        assert!(
-            waited < 100,
-            "the sweep is not counted after 10 s: {metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        metrics = scrape(&app).await;
-        waited += 1;
-    }
+    let counted = async || deleted(&scrape(&app).await, "sessions") == Some(1.0);
+    wait_for("the sweep is counted", Duration::from_secs(10), counted).await;
+    let metrics = scrape(&app).await;
     assert_eq!(deleted(&metrics, "events"), Some(0.0));
     assert_eq!(
         sample(&metrics, "gatehouse_housekeeping_failures_total"),
