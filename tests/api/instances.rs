@@ -275,6 +275,9 @@ async fn changes_made_in_sql_are_seen_by_every_instance(backend: Backend) {
         "alice",
     )
     .await;
+    // The other instance may answer from its copy of the disabled user until the change
+    // reaches it; only then is there an enabled user to keep in memory.
+    everywhere_settles_on(&app, &peer, &access, StatusCode::OK).await;
     warm(&app, &peer, &access).await;
     app.execute(
         "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = $1)",
