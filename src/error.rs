@@ -116,6 +116,26 @@ impl Error {
         }
     }
 
+    /// Seconds a client should wait before trying again, when waiting helps: what a rate limit
+    /// computed, a moment for the hashing queue to drain, longer for the database to return.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::TooManyRequests { retry_after, .. } => *retry_after,
+            Self::Overloaded => Some(2),
+            Self::Unavailable => Some(5),
+            _ => None,
+        }
+    }
+
+    /// `response`, which answers this error (as JSON or as a page), with its `Retry-After`.
+    pub fn add_retry_after(&self, mut response: Response) -> Response {
+        if let Some(seconds) = self.retry_after() {
+            let value = HeaderValue::from(seconds);
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+
     /// The human-readable message a client (or a page) shows.
     pub fn detail(&self) -> String {
         match self {
@@ -172,25 +192,12 @@ impl IntoResponse for Error {
             _ => json!({ "detail": self.detail() }),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        let headers = response.headers_mut();
-        match self {
-            Self::Unauthorized(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            Self::Unavailable => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            Self::Overloaded => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            }
-            Self::TooManyRequests {
-                retry_after: Some(seconds),
-                ..
-            } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            }
-            _ => {}
+        if let Self::Unauthorized(_) = self {
+            let bearer = HeaderValue::from_static("Bearer");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, bearer);
         }
-        response
+        self.add_retry_after(response)
     }
 }

@@ -26,11 +26,21 @@ both_backends!(
 const PASSWORD: &str = "correct horse battery";
 const SLOWED: &str = "Too many failed login attempts for this account; try again later";
 
-/// The `detail`, status and whether `Retry-After` came: all a client learns from an answer.
-async fn answer(response: reqwest::Response) -> (StatusCode, bool, Value) {
+/// The status, `Retry-After` and `detail`: all a client learns from an answer.
+async fn answer(response: reqwest::Response) -> (StatusCode, Option<String>, Value) {
     let status = response.status();
-    let retry = response.headers().contains_key("retry-after");
+    let retry = response.headers().get("retry-after");
+    let retry = retry.map(|value| value.to_str().unwrap().to_string());
     (status, retry, response.json().await.unwrap())
+}
+
+/// Visits the page `from` and reads its form's CSRF token (the cookie stays in the client).
+async fn csrf_token(app: &TestApp, from: &str) -> String {
+    let page = app.client.get(app.url(from)).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
 }
 
 /// Posts a page form as a browser would, with the CSRF token of `from`.
@@ -40,11 +50,7 @@ pub async fn submit_form(
     action: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    let page = app.client.get(app.url(from)).send().await.unwrap();
-    let html = page.text().await.unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("a CSRF field") + marker.len();
-    let csrf = html[start..].split('"').next().unwrap().to_string();
+    let csrf = csrf_token(app, from).await;
     let mut form = fields.to_vec();
     form.push(("csrf_token", &csrf));
     app.client
@@ -183,7 +189,10 @@ async fn brute_force_slows_the_account_down_while_others_still_log_in(backend: B
 
     // Even the right password waits; another account is untouched.
     let (status, retry, _) = answer(app.login("alice", PASSWORD).await).await;
-    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    assert_eq!(
+        (status, retry.is_some()),
+        (StatusCode::TOO_MANY_REQUESTS, true)
+    );
     assert_eq!(app.login("bob", PASSWORD).await.status(), StatusCode::OK);
 
     // Once the delay has passed, the right password works and clears the count.
@@ -234,7 +243,7 @@ async fn the_slow_down_survives_a_restart(backend: Backend) {
     let second = spawn_app_with(backend, move |config| config.database_url = url).await;
     let (status, retry, body) = answer(second.login("alice", PASSWORD).await).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(retry);
+    assert!(retry.is_some());
     assert_eq!(body, json!({"detail": SLOWED}));
 }
 
@@ -249,7 +258,7 @@ async fn the_hundredth_failure_locks_until_a_reset_clears_it(backend: Backend) {
     }
     app.clock.advance(chrono::Duration::days(30));
     let (status, retry, body) = answer(app.login("alice", PASSWORD).await).await;
-    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, false));
+    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, None));
     assert!(
         body["detail"]
             .as_str()
@@ -297,7 +306,7 @@ async fn a_signed_in_owner_opens_a_locked_account_by_changing_the_password(backe
         assert_eq!(guess.status(), StatusCode::UNAUTHORIZED);
     }
     let (status, retry, _) = answer(app.login("alice", PASSWORD).await).await;
-    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, false));
+    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, None));
 
     let change = |current: &'static str| {
         app.client
@@ -307,7 +316,10 @@ async fn a_signed_in_owner_opens_a_locked_account_by_changing_the_password(backe
             .send()
     };
     let (status, retry, _) = answer(change(PASSWORD).await.unwrap()).await;
-    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    assert_eq!(
+        (status, retry.is_some()),
+        (StatusCode::TOO_MANY_REQUESTS, true)
+    );
     app.clock.advance(chrono::Duration::seconds(2));
     assert_eq!(change(PASSWORD).await.unwrap().status(), StatusCode::OK);
     assert_eq!(accounts_with_failures(&app).await, 0);
@@ -349,7 +361,10 @@ async fn a_stolen_session_guesses_the_password_no_faster_than_the_login_form(bac
         .await;
     }
     let (status, retry, body) = answer(change("one guess too many").await.unwrap()).await;
-    assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    assert_eq!(
+        (status, retry.is_some()),
+        (StatusCode::TOO_MANY_REQUESTS, true)
+    );
     assert_eq!(body, json!({"detail": SLOWED}));
     // Even the right password waits, here and at the login form.
     let (status, _, _) = answer(change(PASSWORD).await.unwrap()).await;
@@ -381,10 +396,51 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
         .collect();
     assert!(!busy.is_empty(), "some logins waited too long: {answers:?}");
     for (_, retry, body) in busy {
-        assert!(retry);
+        assert_eq!(retry.as_deref(), Some("2"));
         assert_eq!(
             body,
             &json!({"detail": "Too many logins in progress; try again in a moment"})
+        );
+    }
+
+    // The login page refuses the same way, with the same wait. One visit gives the form's
+    // token (and its cookie, which the posts share).
+    let csrf = csrf_token(&app, "/login").await;
+    let forms = (0..24).map(|n| {
+        let (app, csrf) = (&app, &csrf);
+        async move {
+            let name = format!("user{n}");
+            let fields = [
+                ("username", name.as_str()),
+                ("password", "some guess"),
+                ("csrf_token", csrf.as_str()),
+            ];
+            let post = app
+                .client
+                .post(app.url("/login"))
+                .header("origin", &app.base);
+            let response = post.form(&fields).send().await.unwrap();
+            let retry = response.headers().get("retry-after").cloned();
+            (response.status(), retry, response.text().await.unwrap())
+        }
+    });
+    let pages = futures::future::join_all(forms).await;
+    let statuses: Vec<_> = pages.iter().map(|(status, _, _)| *status).collect();
+    let refused = [StatusCode::UNAUTHORIZED, StatusCode::SERVICE_UNAVAILABLE];
+    assert!(statuses.iter().all(|s| refused.contains(s)), "{statuses:?}");
+    let busy: Vec<_> = pages
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        !busy.is_empty(),
+        "some page logins waited too long: {statuses:?}"
+    );
+    for (_, retry, html) in busy {
+        assert_eq!(retry.as_ref().map(|v| v.to_str().unwrap()), Some("2"));
+        assert!(
+            html.contains("The service is very busy right now."),
+            "{html}"
         );
     }
 }

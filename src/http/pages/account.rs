@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::templates::{
     AccountPage, ActivityRow, AdminPage, LandingPage, Nav, PasswordRules, SessionRow,
 };
-use super::{CsrfForm, NoFields, PageContext, PageError, SignedInPage, render, with_retry_after};
+use super::{CsrfForm, NoFields, PageContext, PageError, SignedInPage, render};
 use crate::audit::{self, EventKind};
 use crate::auth::login::change_password;
 use crate::auth::recovery::request_email_change;
@@ -200,7 +200,7 @@ pub async fn set_password(
                 email: None,
             };
             let response = account_page(&state, page, status, None, errors).await?;
-            Ok(with_retry_after(response, &err))
+            Ok(err.add_retry_after(response))
         }
         Err(other) => Err(other.into()),
     }
@@ -250,7 +250,7 @@ pub async fn change_email(
                 email: Some(err.detail()),
             };
             let response = account_page(&state, page, err.status(), None, errors).await?;
-            Ok(with_retry_after(response, &err))
+            Ok(err.add_retry_after(response))
         }
         Err(other) => Err(other.into()),
     }

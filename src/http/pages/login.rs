@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::templates::{LoginPage, Nav, PasswordRules, SignupForm, SignupPage};
-use super::{CsrfForm, NoFields, PageContext, PageError, render, safe_next, with_retry_after};
+use super::{CsrfForm, NoFields, PageContext, PageError, render, safe_next};
 use crate::audit::{self, EventKind};
 use crate::auth::recovery::ensure_verified;
 use crate::error::Error;
@@ -124,7 +124,7 @@ async fn log_in(
                 unverified: matches!(err, Error::Forbidden(_)),
             };
             let response = (ctx.jar, render(err.status(), &page)).into_response();
-            Ok(with_retry_after(response, &err))
+            Ok(err.add_retry_after(response))
         }
         Err(other) => Err(other.into()),
     }

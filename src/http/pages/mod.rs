@@ -150,22 +150,6 @@ impl From<Error> for PageError {
     }
 }
 
-/// Adds `Retry-After` to a page that answers `err`, when `err` asks the client to wait.
-pub(super) fn with_retry_after(mut response: Response, err: &Error) -> Response {
-    let seconds = match err {
-        Error::TooManyRequests {
-            retry_after: Some(seconds),
-            ..
-        } => *seconds,
-        Error::Overloaded | Error::Unavailable => 5,
-        _ => return response,
-    };
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    response
-}
-
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (status, title, message, refusal) = match self {
@@ -203,7 +187,7 @@ impl IntoResponse for PageError {
         };
         let response = render(status, &page);
         match refusal {
-            Some(err) => with_retry_after(response, &err),
+            Some(err) => err.add_retry_after(response),
             None => response,
         }
     }
