@@ -130,11 +130,7 @@ async fn housekeeping(config: Config) -> anyhow::Result<()> {
     let policy = crate::housekeeping::Policy::of(&config);
     let swept = crate::housekeeping::sweep(store.as_ref(), policy, chrono::Utc::now()).await;
     store.close().await;
-    let swept = swept?;
-    println!(
-        "Deleted {} ended sessions, {} expired link tokens, {} audit events and {} stale login-failure counts",
-        swept.sessions, swept.email_tokens, swept.events, swept.login_failures
-    );
+    println!("Deleted {}", swept?);
     Ok(())
 }
 

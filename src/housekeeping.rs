@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// Rows looked at per statement: a few milliseconds of a write lock, even on SQLite, where
 /// every login waits for the one writer.
@@ -63,8 +63,33 @@ impl Swept {
     }
 }
 
+impl std::fmt::Display for Swept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ended sessions, {} expired link tokens, {} audit events and {} stale \
+             login-failure counts",
+            self.sessions, self.email_tokens, self.events, self.login_failures
+        )
+    }
+}
+
+/// A sweep the database stopped part-way. What it deleted before is gone all the same, and
+/// counted. (The cause is in the message, not a `source`, so that a log line that shows only
+/// the message shows it too.)
+#[derive(Debug, thiserror::Error)]
+#[error("housekeeping stopped after deleting {swept}: {cause}")]
+pub struct Interrupted {
+    pub swept: Swept,
+    pub cause: StoreError,
+}
+
 /// One sweep of everything, `BATCH` rows at a time.
-pub async fn sweep(store: &dyn Store, policy: Policy, now: DateTime<Utc>) -> StoreResult<Swept> {
+pub async fn sweep(
+    store: &dyn Store,
+    policy: Policy,
+    now: DateTime<Utc>,
+) -> Result<Swept, Interrupted> {
     sweep_in_batches(store, policy, now, BATCH).await
 }
 
@@ -74,28 +99,35 @@ pub async fn sweep_in_batches(
     policy: Policy,
     now: DateTime<Utc>,
     batch: i64,
-) -> StoreResult<Swept> {
+) -> Result<Swept, Interrupted> {
     assert!(batch > 0, "a sweep's batches hold at least one row");
-    let sessions = walk(store, Walked::Sessions, batch, now).await?;
-    let email_tokens = walk(store, Walked::EmailTokens, batch, now).await?;
-    let events = match policy.audit_retention.and_then(|r| earlier(now, r)) {
-        Some(before) => trim(store, Trimmed::Events { before }, batch).await?,
-        None => 0,
-    };
-    let login_failures = match earlier(now, FORGET_FAILURES_AFTER) {
-        Some(before) => {
-            let locked_at = i32::try_from(policy.locked_at).unwrap_or(i32::MAX);
-            let stale = Trimmed::LoginFailures { before, locked_at };
-            trim(store, stale, batch).await?
-        }
-        None => 0,
-    };
-    Ok(Swept {
-        sessions,
-        email_tokens,
-        events,
-        login_failures,
-    })
+    let mut swept = Swept::default();
+    match sweep_into(&mut swept, store, policy, now, batch).await {
+        Ok(()) => Ok(swept),
+        Err(cause) => Err(Interrupted { swept, cause }),
+    }
+}
+
+/// Each kind in turn, counting into `swept` as the rows go.
+async fn sweep_into(
+    swept: &mut Swept,
+    store: &dyn Store,
+    policy: Policy,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> StoreResult<()> {
+    let sessions = Walked::Sessions { now };
+    walk(store, sessions, batch, &mut swept.sessions).await?;
+    let email_tokens = Walked::EmailTokens { now };
+    walk(store, email_tokens, batch, &mut swept.email_tokens).await?;
+    if let Some(before) = policy.audit_retention.and_then(|r| earlier(now, r)) {
+        walk(store, Walked::Events { before }, batch, &mut swept.events).await?;
+    }
+    if let Some(before) = earlier(now, FORGET_FAILURES_AFTER) {
+        let locked_at = i32::try_from(policy.locked_at).unwrap_or(i32::MAX);
+        forget_failures(store, before, locked_at, batch, &mut swept.login_failures).await?;
+    }
+    Ok(())
 }
 
 /// The periodic sweep; dropping it stops it.
@@ -123,7 +155,7 @@ pub fn spawn(
         loop {
             ticks.tick().await;
             let outcome = sweep(store.as_ref(), policy, clock.now()).await;
-            metrics.count_sweep(outcome.as_ref().map_err(drop));
+            metrics.count_sweep(&outcome);
             match outcome {
                 Ok(swept) if swept.total() > 0 => tracing::info!(
                     sessions = swept.sessions,
@@ -139,62 +171,51 @@ pub fn spawn(
     }))
 }
 
-/// The tables walked by id.
+/// The tables walked by id, and what each walk deletes.
 #[derive(Debug, Clone, Copy)]
 enum Walked {
-    Sessions,
-    EmailTokens,
+    Sessions { now: DateTime<Utc> },
+    EmailTokens { now: DateTime<Utc> },
+    Events { before: DateTime<Utc> },
 }
 
-/// Walks a table by id, batch after batch, to its end; how many rows were deleted.
-async fn walk(
-    store: &dyn Store,
-    table: Walked,
-    batch: i64,
-    now: DateTime<Utc>,
-) -> StoreResult<u64> {
-    let (mut after, mut deleted) = (0, 0);
+/// Walks a table by id, batch after batch, until the store says there is nothing more to look
+/// at; adds what it deletes to `deleted` as it goes.
+async fn walk(store: &dyn Store, table: Walked, batch: i64, deleted: &mut u64) -> StoreResult<()> {
+    let mut after = 0;
     loop {
         let step = match table {
-            Walked::Sessions => store.delete_ended_sessions(after, batch, now).await?,
-            Walked::EmailTokens => store.delete_expired_email_tokens(after, batch, now).await?,
+            Walked::Sessions { now } => store.delete_ended_sessions(after, batch, now).await?,
+            Walked::EmailTokens { now } => {
+                store.delete_expired_email_tokens(after, batch, now).await?
+            }
+            Walked::Events { before } => store.delete_events_before(after, batch, before).await?,
         };
-        deleted += step.deleted;
+        *deleted += step.deleted;
         let Some(next) = step.next else {
-            return Ok(deleted);
+            return Ok(());
         };
         after = next;
         tokio::time::sleep(PAUSE).await;
     }
 }
 
-/// The deletes that take the first rows that qualify.
-#[derive(Debug, Clone, Copy)]
-enum Trimmed {
-    Events {
-        before: DateTime<Utc>,
-    },
-    LoginFailures {
-        before: DateTime<Utc>,
-        locked_at: i32,
-    },
-}
-
-/// Repeats a delete of up to `batch` rows until one deletes fewer; how many in all.
-async fn trim(store: &dyn Store, what: Trimmed, batch: i64) -> StoreResult<u64> {
-    let mut deleted = 0;
+/// Deletes stale failure counts, `batch` at a time, until a delete finds fewer; adds them to
+/// `deleted` as it goes.
+async fn forget_failures(
+    store: &dyn Store,
+    before: DateTime<Utc>,
+    locked_at: i32,
+    batch: i64,
+    deleted: &mut u64,
+) -> StoreResult<()> {
     loop {
-        let n = match what {
-            Trimmed::Events { before } => store.delete_oldest_events(before, batch).await?,
-            Trimmed::LoginFailures { before, locked_at } => {
-                store
-                    .delete_stale_login_failures(before, locked_at, batch)
-                    .await?
-            }
-        };
-        deleted += n;
+        let n = store
+            .delete_stale_login_failures(before, locked_at, batch)
+            .await?;
+        *deleted += n;
         if i64::try_from(n).unwrap_or(i64::MAX) < batch {
-            return Ok(deleted);
+            return Ok(());
         }
         tokio::time::sleep(PAUSE).await;
     }

@@ -13,7 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::housekeeping::Swept;
+use crate::housekeeping::{Interrupted, Swept};
 use crate::store::SessionCacheStats;
 
 /// The `Content-Type` of the Prometheus text format.
@@ -239,11 +239,14 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts what one sweep deleted, or that it failed.
-    pub fn count_sweep(&self, outcome: Result<&Swept, ()>) {
-        let Ok(swept) = outcome else {
-            self.housekeeping_failures.inc();
-            return;
+    /// Counts what one sweep deleted, and whether the database stopped it.
+    pub fn count_sweep(&self, outcome: &Result<Swept, Interrupted>) {
+        let swept = match outcome {
+            Ok(swept) => swept,
+            Err(interrupted) => {
+                self.housekeeping_failures.inc();
+                &interrupted.swept
+            }
         };
         let counts = [
             swept.sessions,
@@ -332,11 +335,19 @@ mod tests {
             events: 2,
             ..Swept::default()
         };
-        metrics.count_sweep(Ok(&swept));
-        metrics.count_sweep(Ok(&swept));
-        metrics.count_sweep(Err(()));
+        metrics.count_sweep(&Ok(swept));
+        metrics.count_sweep(&Ok(swept));
+        // A sweep stopped part-way counts what it deleted before, and the failure.
+        let stopped = Interrupted {
+            swept: Swept {
+                sessions: 1,
+                ..Swept::default()
+            },
+            cause: crate::store::StoreError::NotFound,
+        };
+        metrics.count_sweep(&Err(stopped));
         let swept = metrics.render(Gauges::default());
-        assert!(swept.contains(r#"gatehouse_housekeeping_deleted_total{kind="sessions"} 6"#));
+        assert!(swept.contains(r#"gatehouse_housekeeping_deleted_total{kind="sessions"} 7"#));
         assert!(swept.contains(r#"gatehouse_housekeeping_deleted_total{kind="events"} 4"#));
         assert!(swept.contains(r#"gatehouse_housekeeping_deleted_total{kind="email_tokens"} 0"#));
         assert!(swept.contains("gatehouse_housekeeping_failures_total 1"));

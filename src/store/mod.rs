@@ -282,8 +282,16 @@ pub trait HousekeepingStore {
         batch: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<SweepStep>;
-    /// Deletes those of the `batch` oldest audit events recorded before `before`; how many.
-    async fn delete_oldest_events(&self, before: DateTime<Utc>, batch: i64) -> StoreResult<u64>;
+    /// Looks at the `batch` audit events after id `after` and deletes those recorded before
+    /// `before`. Ids follow time, but not exactly (instances' clocks differ, and one may be
+    /// wrong), so the walk goes on past a newer event and ends at the first batch with none
+    /// old enough, without reading the rest of the table.
+    async fn delete_events_before(
+        &self,
+        after: i64,
+        batch: i64,
+        before: DateTime<Utc>,
+    ) -> StoreResult<SweepStep>;
     /// Deletes up to `batch` failure counts below `locked_at` whose last failure came before
     /// `before`; how many. A count that locks its account stays.
     async fn delete_stale_login_failures(

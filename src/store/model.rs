@@ -251,7 +251,7 @@ pub struct Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SweepStep {
     pub deleted: u64,
-    /// The id after which the next step starts; `None` once past the last row.
+    /// The id after which the next step starts; `None` once there is nothing more to look at.
     pub next: Option<i64>,
 }
 

@@ -5,18 +5,21 @@ use std::time::Duration;
 use chrono::Duration as Span;
 use gatehouse::auth::throttle::name_hash;
 use gatehouse::housekeeping::{Policy, Swept, sweep_in_batches};
+use gatehouse::store::NewEvent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, assert_detail, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, TestDb, assert_detail, spawn_app, spawn_app_with};
 use crate::metrics::{sample, scrape};
 
 both_backends!(
     ended_sessions_go_with_their_refresh_tokens_and_live_ones_stay,
     expired_links_and_events_past_retention_go,
     stale_failure_counts_go_but_a_lock_stays,
+    an_event_stamped_in_the_future_does_not_hold_back_older_ones,
     the_service_sweeps_by_itself,
+    a_sweep_stopped_part_way_counts_what_it_deleted,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -237,6 +240,53 @@ async fn stale_failure_counts_go_but_a_lock_stays(backend: Backend) {
     .await;
 }
 
+async fn an_event_stamped_in_the_future_does_not_hold_back_older_ones(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = app.state.store.as_ref();
+    let now = app.clock_now();
+    let at = |created_at, detail: &str| NewEvent {
+        kind: "login_failure",
+        user_id: None,
+        actor_id: None,
+        ip: None,
+        user_agent: None,
+        detail: Some(detail.to_string()),
+        created_at,
+    };
+    // An instance whose clock ran far ahead recorded the second event; four more, recorded
+    // right, follow it. Two years on, all but it are past the retention.
+    store.record_event(at(now, "first")).await.unwrap();
+    let ahead = now + Span::days(800);
+    store.record_event(at(ahead, "ahead")).await.unwrap();
+    for n in 0..4 {
+        let after = now + Span::seconds(n);
+        store.record_event(at(after, "after")).await.unwrap();
+    }
+    app.clock.advance(Span::days(730));
+
+    // Batches of two: the first holds the early event and the one ahead; the walk goes on.
+    assert_eq!(sweep(&app).await.events, 5);
+    assert_eq!(
+        app.fetch_text("SELECT detail FROM events WHERE $1 = $1", "")
+            .await
+            .as_deref(),
+        Some("ahead"),
+        "only the event not yet past the retention is left"
+    );
+
+    // The walk ends at the first batch with nothing past the retention; it does not read the
+    // table to its end (an event stamped by a clock far behind, after two new ones, waits).
+    let today = app.clock_now();
+    store.record_event(at(today, "new")).await.unwrap();
+    let behind = today - Span::days(800);
+    store.record_event(at(behind, "behind")).await.unwrap();
+    assert_eq!(sweep(&app).await, Swept::default());
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM events WHERE $1 = $1").await,
+        3
+    );
+}
+
 async fn the_service_sweeps_by_itself(backend: Backend) {
     let app = spawn_app_with(backend, |config| {
         config.housekeeping.interval = Some(Duration::from_millis(200));
@@ -268,4 +318,71 @@ async fn the_service_sweeps_by_itself(backend: Backend) {
         sample(&metrics, "gatehouse_housekeeping_failures_total"),
         Some(0.0)
     );
+}
+
+async fn a_sweep_stopped_part_way_counts_what_it_deleted(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.housekeeping.interval = Some(Duration::from_millis(200));
+    })
+    .await;
+    let token = app.signup_and_login("alice").await;
+    assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
+    // The last table a sweep visits is gone: every sweep fails there, after the sessions.
+    app.execute_sql("DROP TABLE login_throttle").await;
+    app.clock.advance(Span::days(31));
+    let counted = async || {
+        let metrics = scrape(&app).await;
+        let sessions = r#"gatehouse_housekeeping_deleted_total{kind="sessions"}"#;
+        let failures = "gatehouse_housekeeping_failures_total";
+        sample(&metrics, sessions) == Some(1.0) && sample(&metrics, failures) >= Some(1.0)
+    };
+    wait_for(
+        "the stopped sweep is counted",
+        Duration::from_secs(10),
+        counted,
+    )
+    .await;
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM sessions WHERE $1 = $1").await,
+        0
+    );
+
+    // What the command line and the log say of such a sweep.
+    let policy = Policy::of(&app.state.config);
+    let store = app.state.store.as_ref();
+    let stopped = sweep_in_batches(store, policy, app.clock_now(), 2)
+        .await
+        .expect_err("the failure counts cannot be read");
+    let said = stopped.to_string();
+    let expected = "housekeeping stopped after deleting 0 ended sessions, 0 expired link \
+                    tokens, 0 audit events and 0 stale login-failure counts: ";
+    assert!(said.starts_with(expected), "{said}");
+}
+
+/// On SQLite every write waits for the one writer (logins too), and even a delete that finds
+/// nothing takes the write lock: a sweep with nothing to delete only reads, so it finishes
+/// while another connection holds that lock.
+#[tokio::test]
+async fn on_sqlite_a_sweep_with_nothing_to_delete_takes_no_write_lock() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let token = app.signup_and_login("alice").await;
+    assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
+    let TestDb::Sqlite(pool) = &app.db else {
+        unreachable!("a SQLite app")
+    };
+    let mut writer = pool.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    // Without the lock, a sweep would wait for the busy timeout (5 s), then fail.
+    let swept = sweep_in_batches(
+        app.state.store.as_ref(),
+        Policy::of(&app.state.config),
+        app.clock_now(),
+        2,
+    )
+    .await;
+    sqlx::query("ROLLBACK").execute(&mut *writer).await.unwrap();
+    assert_eq!(swept.unwrap(), Swept::default());
 }

@@ -1,8 +1,8 @@
-//! SQL of `HousekeepingStore`. Sessions and link tokens are walked by primary key, a range at
-//! a time: each statement reads at most `batch` rows by an index, however few of them have
-//! ended, and deletes at most `batch` rows. A range with nothing to delete is only read: on
-//! SQLite even a delete that finds nothing takes the write lock. Events are deleted from the
-//! oldest id, which is also the oldest time; failure counts by the time of their last failure.
+//! SQL of `HousekeepingStore`. Sessions, link tokens and events are walked by primary key, a
+//! range at a time: each statement reads at most `batch` rows by an index, however few of them
+//! qualify, and deletes at most `batch` rows. Failure counts are found by the time of their
+//! last failure. Where there is nothing to delete, the statements only read: on SQLite even a
+//! delete that finds nothing takes the write lock.
 
 macro_rules! impl_housekeeping_store {
     ($store:ty) => {
@@ -15,10 +15,8 @@ macro_rules! impl_housekeeping_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::SweepStep> {
                 use $crate::store::SweepStep;
-                // The negation of "live" as every lookup reads it.
-                let (last, ended) = $crate::store::sql::housekeeping::next_range!(
-                    &self.pool, "sessions", "expires_at <= $3 OR idle_expires_at <= $3", after, batch, now
-                );
+                use $crate::store::sql::housekeeping::{delete_in_range, next_range, session_ended};
+                let (last, ended) = next_range!(&self.pool, "sessions", session_ended!(), after, batch, now);
                 let Some(last) = last else {
                     return Ok(SweepStep { deleted: 0, next: None });
                 };
@@ -28,11 +26,12 @@ macro_rules! impl_housekeeping_store {
                 // A family keeps every token it used until its session goes, so the cascade of
                 // one batch of sessions could be a long write: the tokens go first, a batch at
                 // a time, and the range is walked again until none is left.
-                let tokens = sqlx::query(
-                    "DELETE FROM refresh_tokens WHERE id IN (SELECT r.id FROM refresh_tokens r \
-                     JOIN sessions s ON s.id = r.session_id WHERE s.id > $1 AND s.id <= $2 \
-                     AND (s.expires_at <= $3 OR s.idle_expires_at <= $3) LIMIT $4)",
-                )
+                let tokens = sqlx::query(concat!(
+                    "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens \
+                     WHERE session_id IN (SELECT id FROM sessions WHERE id > $1 AND id <= $2 AND (",
+                    session_ended!(),
+                    ")) LIMIT $4)"
+                ))
                 .bind(after)
                 .bind(last)
                 .bind(now)
@@ -43,9 +42,7 @@ macro_rules! impl_housekeeping_store {
                 if i64::try_from(tokens).unwrap_or(i64::MAX) >= batch {
                     return Ok(SweepStep { deleted: 0, next: Some(after) });
                 }
-                let sessions = $crate::store::sql::housekeeping::delete_in_range!(
-                    &self.pool, "sessions", "expires_at <= $3 OR idle_expires_at <= $3", after, last, now
-                );
+                let sessions = delete_in_range!(&self.pool, "sessions", session_ended!(), after, last, now);
                 Ok(SweepStep { deleted: sessions, next: Some(last) })
             }
 
@@ -56,37 +53,37 @@ macro_rules! impl_housekeeping_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::SweepStep> {
                 use $crate::store::SweepStep;
+                use $crate::store::sql::housekeeping::{delete_in_range, next_range};
                 // A used token stays until it expires, so that a second use is told "used";
                 // after that every lookup answers "invalid or expired" with or without it.
-                let (last, expired) = $crate::store::sql::housekeeping::next_range!(
-                    &self.pool, "email_tokens", "expires_at <= $3", after, batch, now
-                );
+                let (last, expired) = next_range!(&self.pool, "email_tokens", "expires_at <= $3", after, batch, now);
                 let Some(last) = last else {
                     return Ok(SweepStep { deleted: 0, next: None });
                 };
                 let mut deleted = 0;
                 if expired > 0 {
-                    deleted = $crate::store::sql::housekeeping::delete_in_range!(
-                        &self.pool, "email_tokens", "expires_at <= $3", after, last, now
-                    );
+                    deleted = delete_in_range!(&self.pool, "email_tokens", "expires_at <= $3", after, last, now);
                 }
                 Ok(SweepStep { deleted, next: Some(last) })
             }
 
-            async fn delete_oldest_events(
+            async fn delete_events_before(
                 &self,
-                before: chrono::DateTime<chrono::Utc>,
+                after: i64,
                 batch: i64,
-            ) -> $crate::store::StoreResult<u64> {
-                let done = sqlx::query(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT $2) \
-                     AND created_at < $1",
-                )
-                .bind(before)
-                .bind(batch)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected())
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::SweepStep> {
+                use $crate::store::SweepStep;
+                use $crate::store::sql::housekeeping::{delete_in_range, next_range};
+                let (last, old) = next_range!(&self.pool, "events", "created_at < $3", after, batch, before);
+                match last {
+                    Some(last) if old > 0 => {
+                        let deleted = delete_in_range!(&self.pool, "events", "created_at < $3", after, last, before);
+                        Ok(SweepStep { deleted, next: Some(last) })
+                    }
+                    // Past the end, or among the events kept: nothing older lies beyond.
+                    _ => Ok(SweepStep { deleted: 0, next: None }),
+                }
             }
 
             async fn delete_stale_login_failures(
@@ -95,6 +92,18 @@ macro_rules! impl_housekeeping_store {
                 locked_at: i32,
                 batch: i64,
             ) -> $crate::store::StoreResult<u64> {
+                let stale: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM login_throttle \
+                     WHERE last_failure_at < $1 AND failures < $2 LIMIT $3) AS stale",
+                )
+                .bind(before)
+                .bind(locked_at)
+                .bind(batch)
+                .fetch_one(&self.pool)
+                .await?;
+                if stale == 0 {
+                    return Ok(0);
+                }
                 // The conditions again outside: on PostgreSQL a failure counted meanwhile
                 // makes the row fresh, and the delete then leaves it.
                 let done = sqlx::query(
@@ -113,10 +122,17 @@ macro_rules! impl_housekeeping_store {
     };
 }
 
+/// The negation of "live" as every lookup of a session reads it (`$3` is now).
+macro_rules! session_ended {
+    () => {
+        "expires_at <= $3 OR idle_expires_at <= $3"
+    };
+}
+
 /// The next range of a walk through `$table` by id: the last id of the `$batch` rows after
 /// `$after` (`None` past the end), and how many of them match `$ended` (`$3` is `$now`).
 macro_rules! next_range {
-    ($pool:expr, $table:literal, $ended:literal, $after:expr, $batch:expr, $now:expr) => {{
+    ($pool:expr, $table:literal, $ended:expr, $after:expr, $batch:expr, $now:expr) => {{
         let (last, matching): (Option<i64>, i64) = sqlx::query_as(concat!(
             "SELECT MAX(id), COALESCE(SUM(CASE WHEN ",
             $ended,
@@ -136,7 +152,7 @@ macro_rules! next_range {
 /// Deletes the rows of `$table` with ids in (`$after`, `$last`] where `$ended` holds (`$3` is
 /// `$now`); how many.
 macro_rules! delete_in_range {
-    ($pool:expr, $table:literal, $ended:literal, $after:expr, $last:expr, $now:expr) => {
+    ($pool:expr, $table:literal, $ended:expr, $after:expr, $last:expr, $now:expr) => {
         sqlx::query(concat!(
             "DELETE FROM ",
             $table,
@@ -153,4 +169,4 @@ macro_rules! delete_in_range {
     };
 }
 
-pub(in crate::store) use {delete_in_range, impl_housekeeping_store, next_range};
+pub(in crate::store) use {delete_in_range, impl_housekeeping_store, next_range, session_ended};
