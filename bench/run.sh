@@ -421,16 +421,19 @@ scenario_4() {
 }
 
 scenario_5() {
-    say "## 5. Scale: $LARGE_USERS users against $SMALL_USERS (two databases, two processes; latency at one login connection and at paced GET /users/me/; $ROUNDS interleaved rounds)"
+    say "## 5. Scale: $LARGE_USERS users against $SMALL_USERS (two databases, two processes; latency at one login connection and at paced GET /users/me/; $ROUNDS interleaved rounds, the side that goes first alternating)"
     local large_url
     new_database large large_url
     DATABASE_URL=$large_url "$GATEHOUSE" migrate >/dev/null
     say "$(DATABASE_URL=$large_url "$HELPER" seed 1 "$LARGE_USERS")"
     start_gatehouse large "$large_url" "$LARGE_PORT" "${GENEROUS_LIMITS[@]}"
     tokens "$WORK/tokens-large" "$LARGE_PORT" 20 "$LARGE_USERS"
-    local r size port users
+    local r size port users order
     for r in $(seq "$ROUNDS"); do
-        for size in small large; do
+        # Which side goes first alternates by round, as in scenario 1, so that neither is
+        # always the one measured later.
+        if [ $((r % 2)) -eq 1 ]; then order="small large"; else order="large small"; fi
+        for size in $order; do
             if [ $size = small ]; then port=$PORT users=$SMALL_USERS; else port=$LARGE_PORT users=$LARGE_USERS; fi
             BENCH_USERS=$users $WRK -c1 -d"${SECONDS_PER_RUN}s" -s bench/wrk/login.lua \
                 "http://127.0.0.1:$port" >"$WORK/s5-login-$size-$r.txt"
