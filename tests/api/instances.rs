@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, TestDb, spawn_app, spawn_app_with};
 
 both_backends!(
     revocations_are_refused_at_once_on_every_instance,
@@ -22,6 +22,8 @@ both_backends!(
     a_cache_of_zero_entries_reads_every_session_from_the_database,
     logins_on_two_instances_that_both_upgrade_a_hash_both_sign_in,
     a_password_change_beside_a_login_upgrading_the_hash_goes_through,
+    a_login_whose_hash_another_instance_upgraded_first_signs_in,
+    a_password_change_whose_hash_another_instance_upgraded_first_goes_through,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -449,6 +451,98 @@ async fn a_password_change_beside_a_login_upgrading_the_hash_goes_through(backen
             [StatusCode::OK, StatusCode::UNAUTHORIZED].contains(&logged_in),
             "round {round}: {logged_in}"
         );
+    }
+}
+
+/// The race of the two tests above, every time: a trigger plays the other instance, whose
+/// upgrade of the same password's hash lands between this login's check and its replace.
+async fn a_login_whose_hash_another_instance_upgraded_first_signs_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.signup("alice", PASSWORD).await.status(), StatusCode::OK);
+    let alice = app.user_id("alice").await;
+    let (old_hash, upgraded) = (older_hash_of(PASSWORD).await, older_hash_of(PASSWORD).await);
+    set_hash(&app, alice, &old_hash).await;
+    another_instance_replaces_first(&app, &old_hash, &upgraded).await;
+
+    assert_eq!(login(&app.base).await, StatusCode::OK);
+    assert_eq!(
+        app.stored_hash("alice").await,
+        upgraded,
+        "the other upgrade stays"
+    );
+}
+
+async fn a_password_change_whose_hash_another_instance_upgraded_first_goes_through(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let token = app.signup_and_login("alice").await;
+    let alice = app.user_id("alice").await;
+    let (old_hash, upgraded) = (older_hash_of(PASSWORD).await, older_hash_of(PASSWORD).await);
+    set_hash(&app, alice, &old_hash).await;
+    another_instance_replaces_first(&app, &old_hash, &upgraded).await;
+
+    let new_password = "a brand new passphrase";
+    let body = json!({"current_password": PASSWORD, "new_password": new_password});
+    let changed = app.post_auth("/users/me/password", &token, &body).await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(login(&app.base).await, StatusCode::UNAUTHORIZED);
+    let with_new = app.login("alice", new_password).await;
+    assert_eq!(with_new.status(), StatusCode::OK);
+}
+
+/// Installs a trigger that, when a statement replaces the hash `old`, puts `other` in its
+/// place and drops the statement's own change, as if another instance had replaced the hash
+/// just before: the statement then finds no row to replace.
+async fn another_instance_replaces_first(app: &TestApp, old: &str, other: &str) {
+    app.execute_sql(
+        "CREATE TABLE upgrade_race (replaced TEXT NOT NULL, replacement TEXT NOT NULL)",
+    )
+    .await;
+    app.execute(
+        "INSERT INTO upgrade_race (replaced, replacement) VALUES ($1, '')",
+        old,
+    )
+    .await;
+    app.execute("UPDATE upgrade_race SET replacement = $1", other)
+        .await;
+    match &app.db {
+        TestDb::Sqlite(_) => {
+            app.execute_sql(
+                "CREATE TRIGGER another_instance_replaces_first \
+                 BEFORE UPDATE OF hashed_password ON users \
+                 WHEN OLD.hashed_password IN (SELECT replaced FROM upgrade_race) \
+                  AND NEW.hashed_password NOT IN (SELECT replacement FROM upgrade_race) \
+                 BEGIN \
+                   UPDATE users SET hashed_password = (SELECT replacement FROM upgrade_race) \
+                    WHERE id = OLD.id; \
+                   SELECT RAISE(IGNORE); \
+                 END",
+            )
+            .await;
+        }
+        TestDb::Postgres { .. } => {
+            app.execute_sql(
+                "CREATE FUNCTION another_instance_replaces_first() RETURNS trigger \
+                 LANGUAGE plpgsql AS $$ \
+                 BEGIN \
+                   IF OLD.hashed_password IN (SELECT replaced FROM upgrade_race) \
+                      AND NEW.hashed_password NOT IN (SELECT replacement FROM upgrade_race) THEN \
+                     UPDATE users SET hashed_password = (SELECT replacement FROM upgrade_race) \
+                      WHERE id = OLD.id; \
+                     RETURN NULL; \
+                   END IF; \
+                   RETURN NEW; \
+                 END $$",
+            )
+            .await;
+            app.execute_sql(
+                "CREATE TRIGGER another_instance_replaces_first \
+                 BEFORE UPDATE OF hashed_password ON users FOR EACH ROW \
+                 EXECUTE FUNCTION another_instance_replaces_first()",
+            )
+            .await;
+        }
     }
 }
 
