@@ -460,11 +460,15 @@ async fn a_login_whose_hash_another_instance_upgraded_first_signs_in(backend: Ba
     let app = spawn_app(backend).await;
     assert_eq!(app.signup("alice", PASSWORD).await.status(), StatusCode::OK);
     let alice = app.user_id("alice").await;
-    let (old_hash, upgraded) = (older_hash_of(PASSWORD).await, older_hash_of(PASSWORD).await);
+    let (old_hash, upgraded) = (
+        older_hash_of(PASSWORD).await,
+        current_hash_of(&app, PASSWORD).await,
+    );
     set_hash(&app, alice, &old_hash).await;
     another_instance_replaces_first(&app, &old_hash, &upgraded).await;
 
     assert_eq!(login(&app.base).await, StatusCode::OK);
+    assert_eq!(race_fired(&app).await, 1);
     assert_eq!(
         app.stored_hash("alice").await,
         upgraded,
@@ -478,7 +482,10 @@ async fn a_password_change_whose_hash_another_instance_upgraded_first_goes_throu
     let app = spawn_app(backend).await;
     let token = app.signup_and_login("alice").await;
     let alice = app.user_id("alice").await;
-    let (old_hash, upgraded) = (older_hash_of(PASSWORD).await, older_hash_of(PASSWORD).await);
+    let (old_hash, upgraded) = (
+        older_hash_of(PASSWORD).await,
+        current_hash_of(&app, PASSWORD).await,
+    );
     set_hash(&app, alice, &old_hash).await;
     another_instance_replaces_first(&app, &old_hash, &upgraded).await;
 
@@ -489,14 +496,16 @@ async fn a_password_change_whose_hash_another_instance_upgraded_first_goes_throu
     assert_eq!(login(&app.base).await, StatusCode::UNAUTHORIZED);
     let with_new = app.login("alice", new_password).await;
     assert_eq!(with_new.status(), StatusCode::OK);
+    assert_eq!(race_fired(&app).await, 1);
 }
 
 /// Installs a trigger that, when a statement replaces the hash `old`, puts `other` in its
 /// place and drops the statement's own change, as if another instance had replaced the hash
-/// just before: the statement then finds no row to replace.
+/// just before: the statement then finds no row to replace. It counts its turns in
+/// `upgrade_race.fired` (`race_fired`).
 async fn another_instance_replaces_first(app: &TestApp, old: &str, other: &str) {
     app.execute_sql(
-        "CREATE TABLE upgrade_race (replaced TEXT NOT NULL, replacement TEXT NOT NULL)",
+        "CREATE TABLE upgrade_race (replaced TEXT NOT NULL, replacement TEXT NOT NULL, fired BIGINT NOT NULL DEFAULT 0)",
     )
     .await;
     app.execute(
@@ -516,6 +525,7 @@ async fn another_instance_replaces_first(app: &TestApp, old: &str, other: &str) 
                  BEGIN \
                    UPDATE users SET hashed_password = (SELECT replacement FROM upgrade_race) \
                     WHERE id = OLD.id; \
+                   UPDATE upgrade_race SET fired = fired + 1; \
                    SELECT RAISE(IGNORE); \
                  END",
             )
@@ -530,6 +540,7 @@ async fn another_instance_replaces_first(app: &TestApp, old: &str, other: &str) 
                       AND NEW.hashed_password NOT IN (SELECT replacement FROM upgrade_race) THEN \
                      UPDATE users SET hashed_password = (SELECT replacement FROM upgrade_race) \
                       WHERE id = OLD.id; \
+                     UPDATE upgrade_race SET fired = fired + 1; \
                      RETURN NULL; \
                    END IF; \
                    RETURN NEW; \
@@ -544,6 +555,19 @@ async fn another_instance_replaces_first(app: &TestApp, old: &str, other: &str) 
             .await;
         }
     }
+}
+
+/// How many times the trigger of `another_instance_replaces_first` played the other instance.
+async fn race_fired(app: &TestApp) -> i64 {
+    app.count("SELECT fired FROM upgrade_race WHERE $1 = $1", "")
+        .await
+}
+
+/// A hash of `password` with the test app's own parameters, as another instance writes it.
+async fn current_hash_of(app: &TestApp, password: &str) -> String {
+    let hasher = gatehouse::auth::PasswordHasher::new(app.state.config.hash_params).unwrap();
+    let password = gatehouse::domain::Password::attempt(password.into()).unwrap();
+    hasher.hash(&password).await.unwrap()
 }
 
 /// A hash of `password` made with older parameters than the test app's, which a login
