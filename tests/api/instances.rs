@@ -459,13 +459,7 @@ async fn a_password_change_beside_a_login_upgrading_the_hash_goes_through(backen
 async fn a_login_whose_hash_another_instance_upgraded_first_signs_in(backend: Backend) {
     let app = spawn_app(backend).await;
     assert_eq!(app.signup("alice", PASSWORD).await.status(), StatusCode::OK);
-    let alice = app.user_id("alice").await;
-    let (old_hash, upgraded) = (
-        older_hash_of(PASSWORD).await,
-        current_hash_of(&app, PASSWORD).await,
-    );
-    set_hash(&app, alice, &old_hash).await;
-    another_instance_replaces_first(&app, &old_hash, &upgraded).await;
+    let upgraded = another_instance_upgrades_first(&app).await;
 
     assert_eq!(login(&app.base).await, StatusCode::OK);
     assert_eq!(race_fired(&app).await, 1);
@@ -481,13 +475,7 @@ async fn a_password_change_whose_hash_another_instance_upgraded_first_goes_throu
 ) {
     let app = spawn_app(backend).await;
     let token = app.signup_and_login("alice").await;
-    let alice = app.user_id("alice").await;
-    let (old_hash, upgraded) = (
-        older_hash_of(PASSWORD).await,
-        current_hash_of(&app, PASSWORD).await,
-    );
-    set_hash(&app, alice, &old_hash).await;
-    another_instance_replaces_first(&app, &old_hash, &upgraded).await;
+    another_instance_upgrades_first(&app).await;
 
     let new_password = "a brand new passphrase";
     let body = json!({"current_password": PASSWORD, "new_password": new_password});
@@ -497,6 +485,17 @@ async fn a_password_change_whose_hash_another_instance_upgraded_first_goes_throu
     let with_new = app.login("alice", new_password).await;
     assert_eq!(with_new.status(), StatusCode::OK);
     assert_eq!(race_fired(&app).await, 1);
+}
+
+/// Gives alice a hash of older parameters, and sets the trigger of
+/// `another_instance_replaces_first` on it with a hash of current parameters, which it returns.
+async fn another_instance_upgrades_first(app: &TestApp) -> String {
+    let alice = app.user_id("alice").await;
+    let old_hash = older_hash_of(PASSWORD).await;
+    let upgraded = current_hash_of(app, PASSWORD).await;
+    set_hash(app, alice, &old_hash).await;
+    another_instance_replaces_first(app, &old_hash, &upgraded).await;
+    upgraded
 }
 
 /// Installs a trigger that, when a statement replaces the hash `old`, puts `other` in its

@@ -53,18 +53,15 @@ macro_rules! impl_housekeeping_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::SweepStep> {
                 use $crate::store::SweepStep;
-                use $crate::store::sql::housekeeping::{delete_in_range, next_range};
                 // A used token stays until it expires, so that a second use is told "used";
                 // after that every lookup answers "invalid or expired" with or without it.
-                let (last, expired) = next_range!(&self.pool, "email_tokens", "expires_at <= $3", after, batch, now);
-                let Some(last) = last else {
-                    return Ok(SweepStep { deleted: 0, next: None });
-                };
-                let mut deleted = 0;
-                if expired > 0 {
-                    deleted = delete_in_range!(&self.pool, "email_tokens", "expires_at <= $3", after, last, now);
-                }
-                Ok(SweepStep { deleted, next: Some(last) })
+                let range = $crate::store::sql::housekeeping::sweep_range!(
+                    &self.pool, "email_tokens", "expires_at <= $3", after, batch, now
+                );
+                Ok(match range {
+                    Some((last, _, deleted)) => SweepStep { deleted, next: Some(last) },
+                    None => SweepStep { deleted: 0, next: None },
+                })
             }
 
             async fn delete_events_before(
@@ -74,16 +71,14 @@ macro_rules! impl_housekeeping_store {
                 before: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::SweepStep> {
                 use $crate::store::SweepStep;
-                use $crate::store::sql::housekeeping::{delete_in_range, next_range};
-                let (last, old) = next_range!(&self.pool, "events", "created_at < $3", after, batch, before);
-                match last {
-                    Some(last) if old > 0 => {
-                        let deleted = delete_in_range!(&self.pool, "events", "created_at < $3", after, last, before);
-                        Ok(SweepStep { deleted, next: Some(last) })
-                    }
+                let range = $crate::store::sql::housekeeping::sweep_range!(
+                    &self.pool, "events", "created_at < $3", after, batch, before
+                );
+                Ok(match range {
+                    Some((last, old, deleted)) if old > 0 => SweepStep { deleted, next: Some(last) },
                     // Past the end, or among the events kept: nothing older lies beyond.
-                    _ => Ok(SweepStep { deleted: 0, next: None }),
-                }
+                    _ => SweepStep { deleted: 0, next: None },
+                })
             }
 
             async fn delete_stale_login_failures(
@@ -169,4 +164,24 @@ macro_rules! delete_in_range {
     };
 }
 
-pub(in crate::store) use {delete_in_range, impl_housekeeping_store, next_range, session_ended};
+/// One step of a walk that deletes in the range it reads: `None` past the end, else the last
+/// id of the range, how many rows in it matched `$ended` and how many were deleted (none
+/// without a match, so an empty range takes no write lock).
+macro_rules! sweep_range {
+    ($pool:expr, $table:literal, $ended:expr, $after:expr, $batch:expr, $now:expr) => {{
+        use $crate::store::sql::housekeeping::{delete_in_range, next_range};
+        let (last, matching) = next_range!($pool, $table, $ended, $after, $batch, $now);
+        match last {
+            Some(last) if matching > 0 => {
+                let deleted = delete_in_range!($pool, $table, $ended, $after, last, $now);
+                Some((last, matching, deleted))
+            }
+            Some(last) => Some((last, matching, 0)),
+            None => None,
+        }
+    }};
+}
+
+pub(in crate::store) use {
+    delete_in_range, impl_housekeeping_store, next_range, session_ended, sweep_range,
+};
