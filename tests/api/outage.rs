@@ -125,8 +125,9 @@ async fn after_connections_are_cut_at_most_one_request_fails() {
 
 /// The same without the session cache, whose change feed usually notices a cut first: the
 /// first failed query is then the only sign, and it alone must make the pool check the rest.
-/// The service runs as its own process, since the time of the last cut is the process's and
-/// other tests here cut connections too.
+/// The service runs as its own process, since the time of the last cut is the process's, and
+/// other tests in this one cut connections: those here on purpose, and every test on
+/// PostgreSQL when it drops its database at its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_query_alone_makes_the_pool_check_its_connections() {
     if !Backend::postgres_available() {
