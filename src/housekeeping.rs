@@ -74,11 +74,11 @@ impl std::fmt::Display for Swept {
     }
 }
 
-/// A sweep the database stopped part-way. What it deleted before is gone all the same, and
-/// counted. (The cause is in the message, not a `source`, so that a log line that shows only
-/// the message shows it too.)
+/// A sweep that failed on at least one kind. What it deleted is gone all the same, and
+/// counted. `cause` is the first failure. (It is in the message, not a `source`, so that a log
+/// line that shows only the message shows it too.)
 #[derive(Debug, thiserror::Error)]
-#[error("housekeeping stopped after deleting {swept}: {cause}")]
+#[error("housekeeping deleted {swept} but could not finish: {cause}")]
 pub struct Interrupted {
     pub swept: Swept,
     pub cause: StoreError,
@@ -108,7 +108,11 @@ pub async fn sweep_in_batches(
     }
 }
 
-/// Each kind in turn, counting into `swept` as the rows go.
+/// Each kind in turn, counting into `swept` as the rows go; the first failure. A kind that
+/// fails while the database answers (a table the service may not delete from, a deadlock)
+/// does not keep the kinds after it from being swept: audit events past their retention still
+/// go. A database that is away stops the sweep, as each kind would only wait out the same
+/// timeout.
 async fn sweep_into(
     swept: &mut Swept,
     store: &dyn Store,
@@ -116,18 +120,33 @@ async fn sweep_into(
     now: DateTime<Utc>,
     batch: i64,
 ) -> StoreResult<()> {
+    let mut first_failure = None;
+    let mut went = |outcome: StoreResult<()>| match outcome {
+        Err(e @ StoreError::Unavailable(_)) => Err(e),
+        // The caller reports the first; a later one would otherwise go unsaid.
+        Err(e) if first_failure.is_some() => {
+            tracing::warn!(error = %e, "housekeeping: another kind failed too");
+            Ok(())
+        }
+        Err(e) => {
+            first_failure = Some(e);
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    };
     let sessions = Walked::Sessions { now };
-    walk(store, sessions, batch, &mut swept.sessions).await?;
+    went(walk(store, sessions, batch, &mut swept.sessions).await)?;
     let email_tokens = Walked::EmailTokens { now };
-    walk(store, email_tokens, batch, &mut swept.email_tokens).await?;
+    went(walk(store, email_tokens, batch, &mut swept.email_tokens).await)?;
     if let Some(before) = policy.audit_retention.and_then(|r| earlier(now, r)) {
-        walk(store, Walked::Events { before }, batch, &mut swept.events).await?;
+        went(walk(store, Walked::Events { before }, batch, &mut swept.events).await)?;
     }
     if let Some(before) = earlier(now, FORGET_FAILURES_AFTER) {
         let locked_at = i32::try_from(policy.locked_at).unwrap_or(i32::MAX);
-        forget_failures(store, before, locked_at, batch, &mut swept.login_failures).await?;
+        let failures = &mut swept.login_failures;
+        went(forget_failures(store, before, locked_at, batch, failures).await)?;
     }
-    Ok(())
+    first_failure.map_or(Ok(()), Err)
 }
 
 /// The periodic sweep; dropping it stops it.

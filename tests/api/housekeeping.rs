@@ -20,6 +20,7 @@ both_backends!(
     an_event_stamped_in_the_future_does_not_hold_back_older_ones,
     the_service_sweeps_by_itself,
     a_sweep_stopped_part_way_counts_what_it_deleted,
+    a_kind_that_fails_does_not_keep_the_others_from_being_swept,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -148,8 +149,8 @@ async fn ended_sessions_go_with_their_refresh_tokens_and_live_ones_stay(backend:
     assert_eq!(sweep(&app).await, Swept::default());
 }
 
-async fn expired_links_and_events_past_retention_go(backend: Backend) {
-    let app = spawn_app(backend).await;
+/// Signs alice up with an address, which sends her a verification link.
+async fn sign_up_alice_with_an_address(app: &TestApp) {
     let signup = app
         .post_json(
             "/users/",
@@ -157,6 +158,11 @@ async fn expired_links_and_events_past_retention_go(backend: Backend) {
         )
         .await;
     assert_eq!(signup.status(), StatusCode::OK);
+}
+
+async fn expired_links_and_events_past_retention_go(backend: Backend) {
+    let app = spawn_app(backend).await;
+    sign_up_alice_with_an_address(&app).await;
     let reset = app
         .post_json("/password-reset", &json!({"email": "alice@example.com"}))
         .await;
@@ -354,8 +360,8 @@ async fn a_sweep_stopped_part_way_counts_what_it_deleted(backend: Backend) {
         .await
         .expect_err("the failure counts cannot be read");
     let said = stopped.to_string();
-    let expected = "housekeeping stopped after deleting 0 ended sessions, 0 expired link \
-                    tokens, 0 audit events and 0 stale login-failure counts: ";
+    let expected = "housekeeping deleted 0 ended sessions, 0 expired link tokens, 0 audit \
+                    events and 0 stale login-failure counts but could not finish: ";
     assert!(said.starts_with(expected), "{said}");
 }
 
@@ -385,4 +391,95 @@ async fn on_sqlite_a_sweep_with_nothing_to_delete_takes_no_write_lock() {
     .await;
     sqlx::query("ROLLBACK").execute(&mut *writer).await.unwrap();
     assert_eq!(swept.unwrap(), Swept::default());
+}
+
+/// One row of each kind a sweep deletes, all of them past their time: alice's session (the
+/// first kind walked), her sign-up's verification link, the sign-up and login events, and a
+/// failure count. Returns how many events there are.
+async fn one_of_each_kind_ended(app: &TestApp) -> u64 {
+    sign_up_alice_with_an_address(app).await;
+    refresh_token_of(app, "alice").await;
+    let store = app.state.store.as_ref();
+    let nobody = name_hash("nobody");
+    store
+        .add_login_failure(&nobody, app.clock_now())
+        .await
+        .unwrap();
+    let made = async || rows(app, "SELECT COUNT(*) FROM email_tokens WHERE $1 = $1").await == 1;
+    wait_for(
+        "the verification link is made",
+        Duration::from_secs(5),
+        made,
+    )
+    .await;
+    app.clock.advance(Span::days(366));
+    let events = rows(app, "SELECT COUNT(*) FROM events WHERE $1 = $1").await;
+    u64::try_from(events).unwrap()
+}
+
+/// Sweeps in batches of two, expecting it to fail.
+async fn failed_sweep(app: &TestApp) -> gatehouse::housekeeping::Interrupted {
+    let policy = Policy::of(&app.state.config);
+    sweep_in_batches(app.state.store.as_ref(), policy, app.clock_now(), 2)
+        .await
+        .expect_err("the sweep fails")
+}
+
+async fn a_kind_that_fails_does_not_keep_the_others_from_being_swept(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let events = one_of_each_kind_ended(&app).await;
+    assert!(events >= 2, "the sign-up and the login are on record");
+    // The ended session's refresh tokens cannot be deleted, so neither can the session.
+    app.execute_sql("DROP TABLE refresh_tokens").await;
+
+    let failed = failed_sweep(&app).await;
+    assert_eq!(
+        failed.swept,
+        Swept {
+            sessions: 0,
+            email_tokens: 1,
+            events,
+            login_failures: 1,
+        }
+    );
+    let said = failed.to_string();
+    assert!(said.contains("refresh_tokens"), "{said}");
+    for (table, left) in [
+        ("SELECT COUNT(*) FROM sessions WHERE $1 = $1", 1),
+        ("SELECT COUNT(*) FROM email_tokens WHERE $1 = $1", 0),
+        ("SELECT COUNT(*) FROM events WHERE $1 = $1", 0),
+        ("SELECT COUNT(*) FROM login_throttle WHERE $1 = $1", 0),
+    ] {
+        assert_eq!(rows(&app, table).await, left, "{table}");
+    }
+}
+
+/// A database that says it is away (here PostgreSQL's "cannot connect now", raised by a
+/// trigger when the first kind deletes) stops the sweep: the other kinds are left for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_away_stops_the_sweep() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    one_of_each_kind_ended(&app).await;
+    app.execute_sql(
+        "CREATE FUNCTION away() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'the database is starting up' USING ERRCODE = '57P03'; END $$",
+    )
+    .await;
+    app.execute_sql(
+        "CREATE TRIGGER away BEFORE DELETE ON refresh_tokens \
+         FOR EACH ROW EXECUTE FUNCTION away()",
+    )
+    .await;
+
+    let failed = failed_sweep(&app).await;
+    assert_eq!(failed.swept, Swept::default());
+    let said = failed.to_string();
+    assert!(said.contains("the database is starting up"), "{said}");
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM email_tokens WHERE $1 = $1").await,
+        1
+    );
 }
