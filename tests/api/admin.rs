@@ -8,7 +8,9 @@ use reqwest::header::LOCATION;
 use serde_json::Value;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, assert_detail, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, TestDb, assert_detail, fresh_postgres_database, spawn_app, spawn_app_on,
+};
 
 both_backends!(
     ordinary_users_are_refused_everywhere,
@@ -526,4 +528,126 @@ async fn users_delete_their_own_account_with_their_password(backend: Backend) {
     assert!(events >= 1, "alice's events stay, without her");
     let (_, html) = app.html("/login?notice=account-deleted").await;
     assert!(html.contains("Your account has been deleted."));
+}
+
+/// How many times the search's trigram indexes have been read (PostgreSQL's statistics, which
+/// a backend reports within about a second).
+async fn trigram_index_scans(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(idx_scan), 0)::BIGINT FROM pg_stat_user_indexes \
+         WHERE indexrelname LIKE 'users\\_%\\_trgm\\_idx'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// On PostgreSQL a search can be answered from the trigram indexes (migration 0008): their
+/// expressions are the search's, which nothing else checks. With a few thousand users the
+/// planner still prefers reading them all (it turns to the indexes somewhere below 1,000,000,
+/// where a search took 2 s without them), so this database forbids that where it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_search_reads_the_trigram_indexes() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let (url, db) = fresh_postgres_database("gatehouse_test").await;
+    let TestDb::Postgres { pool, name, .. } = &db else {
+        unreachable!()
+    };
+    let sql = format!("ALTER DATABASE {name} SET enable_seqscan = off");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
+    let app = spawn_app_on(url, db).await;
+    let (_, admin) = app.superuser("root").await;
+    let TestDb::Postgres { pool, .. } = &app.db else {
+        unreachable!()
+    };
+    sqlx::query(
+        "INSERT INTO users (username, username_key, email, full_name, hashed_password, \
+         created_at, updated_at) \
+         SELECT 'u' || i, 'u' || i, 'u' || i || '@Example.com', 'User ' || i, 'x', now(), now() \
+         FROM generate_series(1, 20000) AS i",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE users").execute(pool).await.unwrap();
+    let before = trigram_index_scans(pool).await;
+
+    let found: Value = app
+        .get_auth("/admin/users?q=U1234%40", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["users"][0]["email"], "u1234@Example.com");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while trigram_index_scans(pool).await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the search did not read the trigram indexes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A role that may create tables but not install an extension (no `CREATE` on the database)
+/// still gets a service that starts and searches, without the trigram indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_role_that_cannot_install_extensions_still_searches() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let (url, db) = fresh_postgres_database("gatehouse_test").await;
+    let TestDb::Postgres { pool, name, .. } = &db else {
+        unreachable!()
+    };
+    let role = format!("gatehouse_limited_{}", uuid::Uuid::new_v4().simple());
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT CONNECT ON DATABASE {name} TO {role}"),
+        format!("GRANT CREATE, USAGE ON SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let mut limited = url::Url::parse(&url).unwrap();
+    limited.set_username(&role).unwrap();
+    let app = spawn_app_on(limited.into(), db).await;
+    let (_, admin) = app.superuser("root").await;
+    app.signup_and_login("alice").await;
+    let found: Value = app
+        .get_auth("/admin/users?q=lic", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+    let TestDb::Postgres { pool, .. } = &app.db else {
+        unreachable!()
+    };
+    let installed: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm')")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(
+        !installed,
+        "the role was not meant to be able to install it"
+    );
+    // The role owns the app's tables until its database is gone.
+    drop(app);
+    let admin_url = std::env::var("TEST_DATABASE_URL").unwrap();
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(&admin)
+        .await
+        .unwrap();
 }

@@ -109,6 +109,21 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let (database_url, db) = fresh_database(backend, data_dir.path()).await;
+    start_app(database_url, db, data_dir, adjust).await
+}
+
+/// An app on `database_url` (a URL of `db`'s database, as another role, say); `db` goes with
+/// the app.
+pub async fn spawn_app_on(database_url: String, db: TestDb) -> TestApp {
+    start_app(database_url, db, tempfile::tempdir().unwrap(), |_| {}).await
+}
+
+async fn start_app(
+    database_url: String,
+    db: TestDb,
+    data_dir: tempfile::TempDir,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = test_config(database_url, data_dir.path());
     adjust(&mut config);
     let clock = Arc::new(ManualClock::starting_now());

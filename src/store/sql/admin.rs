@@ -26,14 +26,25 @@ macro_rules! impl_admin_store {
                     $crate::store::sql::admin::user_search_filter!(),
                     " ORDER BY id LIMIT $2 OFFSET $3"
                 );
+                // Planned for the pattern at hand each time (`persistent(false)`), never once for
+                // any pattern. PostgreSQL may settle on such a generic plan after five runs of a
+                // prepared statement; forced to (`plan_cache_mode`), it read users in id order,
+                // hoping to fill the page early, which for a rare name means reading every user
+                // (a second with 1,000,000). Knowing the pattern, the planner reads the trigram
+                // indexes (migration 0008) for a rare name and the id order for a common one.
                 let users = sqlx::query_as(select)
+                    .persistent(false)
                     .bind(&pattern)
                     .bind(limit)
                     .bind(offset)
                     .fetch_all(&self.pool)
                     .await?;
                 let count = concat!("SELECT COUNT(*)", $crate::store::sql::admin::user_search_filter!());
-                let total = sqlx::query_scalar(count).bind(&pattern).fetch_one(&self.pool).await?;
+                let total = sqlx::query_scalar(count)
+                    .persistent(false)
+                    .bind(&pattern)
+                    .fetch_one(&self.pool)
+                    .await?;
                 Ok($crate::store::UserPage { users, total })
             }
 
