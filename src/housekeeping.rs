@@ -108,7 +108,7 @@ pub async fn sweep_in_batches(
     }
 }
 
-/// Each kind in turn, counting into `swept` as the rows go; the first failure. A kind that
+/// Each kind in turn, counting into `swept` as the rows go; returns the first failure. A kind that
 /// fails while the database answers (a table the service may not delete from, a deadlock)
 /// does not keep the kinds after it from being swept: audit events past their retention still
 /// go. A database that is away stops the sweep, as each kind would only wait out the same
@@ -122,7 +122,12 @@ async fn sweep_into(
 ) -> StoreResult<()> {
     let mut first_failure = None;
     let mut went = |outcome: StoreResult<()>| match outcome {
-        Err(e @ StoreError::Unavailable(_)) => Err(e),
+        Err(e @ StoreError::Unavailable(_)) => {
+            if let Some(earlier) = &first_failure {
+                tracing::warn!(error = %earlier, "housekeeping: a kind failed before the database went away");
+            }
+            Err(e)
+        }
         // The caller reports the first; a later one would otherwise go unsaid.
         Err(e) if first_failure.is_some() => {
             tracing::warn!(error = %e, "housekeeping: another kind failed too");
