@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::both_backends;
 use crate::helpers::{
     Backend, TestApp, TestDb, assert_detail, fresh_postgres_database, spawn_app, spawn_app_on,
+    wait_for,
 };
 
 both_backends!(
@@ -587,14 +588,13 @@ async fn on_postgres_a_search_reads_the_trigram_indexes() {
     assert_eq!(found["total"], 1, "{found}");
     assert_eq!(found["users"][0]["email"], "u1234@Example.com");
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while trigram_index_scans(pool).await == before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the search did not read the trigram indexes"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let read = async || trigram_index_scans(pool).await > before;
+    wait_for(
+        "the search reads the trigram indexes",
+        std::time::Duration::from_secs(30),
+        read,
+    )
+    .await;
 }
 
 /// A role that may create tables but not install an extension (no `CREATE` on the database)

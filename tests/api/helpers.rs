@@ -101,6 +101,15 @@ pub fn test_config(database_url: String, data_dir: &std::path::Path) -> Config {
     }
 }
 
+/// Polls `done` every 50 ms until it holds; fails the test if it does not `within`.
+pub async fn wait_for(what: &str, within: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < within, "{what}: not after {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }

@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDb, assert_detail, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, TestDb, assert_detail, spawn_app, spawn_app_with, wait_for,
+};
 use crate::metrics::{sample, scrape};
 
 both_backends!(
@@ -59,15 +61,6 @@ async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
 
 async fn rows(app: &TestApp, sql: &'static str) -> i64 {
     app.count(sql, "").await
-}
-
-/// Polls `done` every 50 ms until it holds; fails the test if it does not `within`.
-async fn wait_for(what: &str, within: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < within, "{what}: not after {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn ended_sessions_go_with_their_refresh_tokens_and_live_ones_stay(backend: Backend) {
