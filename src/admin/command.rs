@@ -12,7 +12,9 @@ use crate::audit::EventKind;
 use crate::auth::PasswordHasher;
 use crate::config::Config;
 use crate::domain::{Email, Password, PasswordContext, Username};
-use crate::store::{self, ConnectOptions, NewEvent, NewUser, Store, StoreError, User};
+use crate::store::{
+    self, ConnectOptions, NewEvent, NewUser, PasswordChange, PasswordSet, Store, StoreError, User,
+};
 
 /// Longest full name, as the sign-up API allows.
 const FULL_NAME_MAX_CHARS: usize = 200;
@@ -88,10 +90,21 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
             let hasher = PasswordHasher::new(config.hash_params)?;
             let hash = hasher.hash(&password).await?;
             let now = Utc::now();
-            store.set_password_hash(user.id, &hash, now).await?;
-            let ended = store.delete_other_sessions(user.id, None).await?;
-            // As a reset does: an account locked by failed logins opens again.
-            crate::auth::throttle::clear(store, &user.username).await?;
+            let change = PasswordChange {
+                user_id: user.id,
+                new_hash: &hash,
+                replaces: None,
+                reset_link: None,
+                keep_session: None,
+                // As a reset does: an account locked by failed logins opens again.
+                failures_of: &crate::auth::throttle::name_hash(&user.username),
+            };
+            let PasswordSet::Set {
+                sessions_ended: ended,
+            } = store.set_password(change, now).await?
+            else {
+                bail!("user {} was deleted meanwhile", user.username);
+            };
             record(store, &user, "password set", now).await?;
             println!(
                 "Password of {} changed; {ended} session(s) ended.",

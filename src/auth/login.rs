@@ -10,7 +10,7 @@ use super::{PasswordHasher, Verification, throttle};
 use crate::config::LoginThrottle;
 use crate::domain::{Password, PasswordContext, PasswordPolicy, Username};
 use crate::error::{AuthFailure, Error, Result};
-use crate::store::{Store, User, UserCredentials};
+use crate::store::{PasswordChange, PasswordSet, Store, User, UserCredentials};
 
 /// Why a login was refused, with what its record on the account's activity needs. The client
 /// learns only the `Error` each turns into.
@@ -229,8 +229,9 @@ async fn rechecked_hash(
 }
 
 /// Changes a signed-in user's password after checking the current one, and ends every other
-/// session of theirs (a thief holding one is out at once). `keep` is the caller's session.
-/// The new password must pass `policy` for this user; the login slow-down is cleared.
+/// session of theirs (a thief holding one is out at once) and every link mailed to them.
+/// `keep` is the caller's session. The new password must pass `policy` for this user; the
+/// login slow-down is cleared.
 #[allow(clippy::too_many_arguments)]
 pub async fn change_password(
     store: &dyn Store,
@@ -252,25 +253,33 @@ pub async fn change_password(
     let attempt = Password::attempt(current.clone());
     let checked = confirm_current_password(store, check, user, current, now).await?;
     let hash = check.hasher.hash(&new).await?;
-    // Only over the hash that was checked: a reset that landed while this was hashing wins.
-    let mut replaced = store
-        .replace_password_hash(user.id, &checked, &hash, now)
-        .await?;
-    if !replaced && let Some(attempt) = &attempt {
+    let name_hash = throttle::name_hash(&user.username);
+    let change = |replaces| PasswordChange {
+        user_id: user.id,
+        new_hash: &hash,
+        // Only over the hash that was checked: a reset that landed while this was hashing wins.
+        replaces: Some(replaces),
+        reset_link: None,
+        keep_session: keep,
+        failures_of: &name_hash,
+    };
+    let mut outcome = store.set_password(change(&checked), now).await?;
+    if outcome == PasswordSet::HashChanged
+        && let Some(attempt) = &attempt
+    {
         // Unless it was a login on another instance upgrading the same password's hash.
         if let Some(current) = rechecked_hash(store, check.hasher, user, attempt).await? {
-            replaced = store
-                .replace_password_hash(user.id, &current, &hash, now)
-                .await?;
+            outcome = store.set_password(change(&current), now).await?;
         }
     }
-    if !replaced {
+    let PasswordSet::Set {
+        sessions_ended: ended,
+    } = outcome
+    else {
         return Err(Error::Conflict(
             "The password was changed meanwhile; sign in again".into(),
         ));
-    }
-    let ended = store.delete_other_sessions(user.id, keep).await?;
-    throttle::clear(store, &user.username).await?;
+    };
     tracing::info!(
         user_id = user.id,
         ended,

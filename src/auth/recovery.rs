@@ -12,7 +12,7 @@ use crate::config::MailConfig;
 use crate::domain::{Email, PasswordContext, PasswordPolicy, Username};
 use crate::email::{EmailKind, Mailer, compose};
 use crate::error::{Error, Result};
-use crate::store::{EmailTokenPurpose, NewEmailToken, Store, User};
+use crate::store::{EmailTokenPurpose, NewEmailToken, PasswordChange, PasswordSet, Store, User};
 
 /// What the email flows need besides the store.
 pub struct Outbound<'a> {
@@ -77,14 +77,14 @@ impl Outbound<'_> {
 }
 
 /// Sends a reset link to every account matching `identifier` (an email address or a
-/// username) that has an address. Says nothing about whether one exists: callers answer the
-/// same either way and run this in the background.
+/// username) that has an address; the ids of those accounts. Tells the client nothing about
+/// whether one exists: callers answer the same either way and run this in the background.
 pub async fn request_password_reset(
     store: &dyn Store,
     out: &Outbound<'_>,
     identifier: &str,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<i64>> {
     let users = if identifier.contains('@') {
         store.users_by_email(identifier.trim()).await?
     } else {
@@ -94,13 +94,15 @@ pub async fn request_password_reset(
             .into_iter()
             .collect()
     };
+    let mut mailed = Vec::new();
     for user in users.iter().filter(|u| !u.disabled) {
         if let Some(email) = &user.email {
             out.send_link(store, user, email, EmailTokenPurpose::PasswordReset, now)
                 .await?;
+            mailed.push(user.id);
         }
     }
-    Ok(())
+    Ok(mailed)
 }
 
 /// Sets a new password with a reset token; ends every session and tells the user by email.
@@ -134,15 +136,24 @@ pub async fn confirm_password_reset(
     let password = policy
         .check(new_password, context)
         .map_err(|msg| Error::validation("new_password", msg))?;
-    match store.consume_email_token(&token_hash, purpose, now).await? {
-        Some(consumed) if consumed.user_id == user.id => {}
-        _ => return Err(invalid()),
-    }
+    // Hashed before the link is used: a hash refused for want of a slot (503) leaves the
+    // link working for the retry.
     let hash = hasher.hash(&password).await?;
-    store.set_password_hash(user.id, &hash, now).await?;
-    // A reset always opens an account slowed down or locked by failed logins.
-    super::throttle::clear(store, &user.username).await?;
-    let ended = store.delete_other_sessions(user.id, None).await?;
+    let change = PasswordChange {
+        user_id: user.id,
+        new_hash: &hash,
+        replaces: None,
+        reset_link: Some(&token_hash),
+        keep_session: None,
+        // A reset always opens an account slowed down or locked by failed logins.
+        failures_of: &super::throttle::name_hash(&user.username),
+    };
+    let PasswordSet::Set {
+        sessions_ended: ended,
+    } = store.set_password(change, now).await?
+    else {
+        return Err(invalid());
+    };
     tracing::info!(
         user_id = user.id,
         ended,
@@ -169,14 +180,8 @@ pub async fn send_verification(
 /// Confirms an address with a verification token: the user's email becomes it, verified.
 pub async fn confirm_email(store: &dyn Store, token: &str, now: DateTime<Utc>) -> Result<User> {
     let invalid = || Error::BadRequest("This confirmation link is invalid or has expired.".into());
-    let consumed = store
-        .consume_email_token(&hash_token(token), EmailTokenPurpose::VerifyEmail, now)
-        .await?
-        .ok_or_else(invalid)?;
-    let email = consumed.email.ok_or_else(invalid)?;
-    store.set_email(consumed.user_id, &email, true, now).await?;
     store
-        .user_by_id(consumed.user_id)
+        .confirm_email(&hash_token(token), now)
         .await?
         .ok_or_else(invalid)
 }

@@ -11,11 +11,14 @@ use utoipa_axum::routes;
 
 use super::doc_responses::{BearerErrors, BodyErrors, PasswordGuesses, RateLimited};
 use super::docs::ErrorBody;
+use super::session::ClientInfo;
 use super::users::UserResponse;
 use super::{ApiJson, AppState, AuthUser};
+use crate::audit::{self, EventKind};
 use crate::auth::recovery::{
     confirm_password_reset, request_email_change, request_password_reset, send_verification,
 };
+use crate::auth::sessions::ClientMeta;
 use crate::domain::{FullName, Username};
 use crate::error::{Error, Result};
 
@@ -63,6 +66,7 @@ struct ResetRequest {
 async fn reset_request(
     State(state): State<AppState>,
     _: super::rate_limit::PerIp<super::rate_limit::PasswordReset>,
+    ClientInfo(client): ClientInfo,
     ApiJson(request): ApiJson<ResetRequest>,
 ) -> Result<(StatusCode, Json<Detail>)> {
     let identifier = request
@@ -70,20 +74,31 @@ async fn reset_request(
         .or(request.username)
         .filter(|i| !i.trim().is_empty())
         .ok_or_else(|| Error::validation("email", "Give an email address or a username"))?;
-    start_reset(&state, identifier);
+    start_reset(&state, identifier, client, "api");
     Ok((StatusCode::ACCEPTED, Json(Detail { detail: RESET_SENT })))
 }
 
 /// Looks the account up and sends the link off the request path, so the answer takes the
-/// same time whether or not the account exists.
-pub fn start_reset(state: &AppState, identifier: String) {
+/// same time whether or not the account exists. Each account mailed gets an audit event from
+/// `client`, with `channel` ("api" or "page") as its detail.
+pub fn start_reset(
+    state: &AppState,
+    identifier: String,
+    client: ClientMeta,
+    channel: &'static str,
+) {
     let state = state.clone();
     tokio::spawn(async move {
         let now = state.clock.now();
-        if let Err(e) =
-            request_password_reset(state.store.as_ref(), &state.outbound(), &identifier, now).await
-        {
-            tracing::warn!(error = %e, "password reset request failed");
+        let out = state.outbound();
+        match request_password_reset(state.store.as_ref(), &out, &identifier, now).await {
+            Ok(mailed) => {
+                for user_id in mailed {
+                    let kind = EventKind::PasswordResetRequested;
+                    audit::record_detail(&state, kind, Some(user_id), &client, channel).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "password reset request failed"),
         }
     });
 }
@@ -111,11 +126,12 @@ struct ResetConfirm {
 )]
 async fn reset_confirm(
     State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
     ApiJson(request): ApiJson<ResetConfirm>,
 ) -> Result<Json<Detail>> {
     let now = state.clock.now();
     let store = state.store.as_ref();
-    confirm_password_reset(
+    let user = confirm_password_reset(
         store,
         &state.hasher,
         &state.outbound(),
@@ -125,6 +141,8 @@ async fn reset_confirm(
         now,
     )
     .await?;
+    let kind = EventKind::PasswordReset;
+    audit::record_detail(&state, kind, Some(user.id), &client, "api").await;
     Ok(Json(Detail {
         detail: "Your password has been reset. Log in with the new one.",
     }))

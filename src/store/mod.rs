@@ -75,15 +75,19 @@ pub trait UserStore {
     /// Everything a login reads before it checks the password: the account with this key and
     /// the failures counted against this name hash (see `ThrottleStore`), in one query.
     async fn login_record(&self, username_key: &str, name_hash: &str) -> StoreResult<LoginRecord>;
-    async fn set_password_hash(
+    /// Sets a new password hash, ends the user's sessions but the one kept, forgets their
+    /// failed logins, uses the reset link if there is one and voids every other link mailed
+    /// to them, all in one transaction: a password that changed while a session stayed would
+    /// leave whoever stole that session signed in, and a link used without the change would
+    /// be lost. Nothing changes unless all of it does.
+    async fn set_password(
         &self,
-        user_id: i64,
-        hash: &str,
+        change: PasswordChange<'_>,
         now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// Replaces the password hash only if it is still `old`: a login's rehash, or a password
-    /// change, must not undo a change or reset that landed while it was hashing. Whether it
-    /// was replaced.
+    ) -> StoreResult<PasswordSet>;
+    /// Replaces the password hash only if it is still `old`, and nothing else: a login's
+    /// rehash of the same password must not undo a change or reset that landed while it was
+    /// hashing. Whether it was replaced.
     async fn replace_password_hash(
         &self,
         user_id: i64,
@@ -183,21 +187,14 @@ pub trait ProfileStore {
         purpose: EmailTokenPurpose,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>>;
-    /// Uses a token once: `None` if unknown, used, superseded or expired.
-    async fn consume_email_token(
+    /// Uses a verification link once, makes the address it was sent to the user's, verified,
+    /// and voids the links mailed to them before, in one transaction; the user, or `None`
+    /// (nothing changed) if the link is unknown, used, superseded or expired.
+    async fn confirm_email(
         &self,
         token_hash: &str,
-        purpose: EmailTokenPurpose,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<ConsumedEmailToken>>;
-    /// Sets the user's address and whether it is verified.
-    async fn set_email(
-        &self,
-        user_id: i64,
-        email: &str,
-        verified: bool,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<User>>;
     async fn set_full_name(
         &self,
         user_id: i64,

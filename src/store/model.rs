@@ -301,11 +301,31 @@ pub struct NewEmailToken {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A token that has just been used.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ConsumedEmailToken {
+/// A new password hash and what changes with it (`UserStore::set_password`).
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordChange<'a> {
     pub user_id: i64,
-    pub email: Option<String>,
+    pub new_hash: &'a str,
+    /// Replace only this hash (the one a password change checked); `None` replaces any.
+    pub replaces: Option<&'a str>,
+    /// The hash of the single-use reset link that allows the change, used in the same step.
+    pub reset_link: Option<&'a str>,
+    /// The session that stays signed in (the one changing its password); every other ends.
+    pub keep_session: Option<i64>,
+    /// The name hash whose failed logins are forgotten (`ThrottleStore`): a new password
+    /// opens an account slowed down or locked by them.
+    pub failures_of: &'a str,
+}
+
+/// What `UserStore::set_password` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordSet {
+    /// The hash is set and this many sessions ended.
+    Set { sessions_ended: u64 },
+    /// Nothing changed: the account is gone, or no longer has the hash `replaces` named.
+    HashChanged,
+    /// Nothing changed: the reset link is unknown, used, superseded, expired or another's.
+    LinkUnusable,
 }
 
 /// One page of a user search, and how many users match in all.

@@ -21,12 +21,15 @@ both_backends!(
     a_reset_by_address_reads_the_email_index,
 );
 
-const PASSWORD: &str = "correct horse battery";
-const NEW_PASSWORD: &str = "another quite long passphrase";
+pub(crate) const PASSWORD: &str = "correct horse battery";
+pub(crate) const NEW_PASSWORD: &str = "another quite long passphrase";
 const RESET_SENT: &str =
     "If an account matches, a link to reset its password has been sent to its email address.";
 
-async fn app_with_smtp(backend: Backend, require_verification: bool) -> (TestApp, SmtpSink) {
+pub(crate) async fn app_with_smtp(
+    backend: Backend,
+    require_verification: bool,
+) -> (TestApp, SmtpSink) {
     let smtp = SmtpSink::start();
     let url = smtp.url.clone();
     let app = spawn_app_with(backend, move |config| {
@@ -37,7 +40,7 @@ async fn app_with_smtp(backend: Backend, require_verification: bool) -> (TestApp
     (app, smtp)
 }
 
-async fn signup_with_email(app: &TestApp, username: &str, email: &str) {
+pub(crate) async fn signup_with_email(app: &TestApp, username: &str, email: &str) {
     let response = app
         .post_json(
             "/users/",
@@ -47,11 +50,11 @@ async fn signup_with_email(app: &TestApp, username: &str, email: &str) {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-async fn request_reset(app: &TestApp, body: Value) -> reqwest::Response {
+pub(crate) async fn request_reset(app: &TestApp, body: Value) -> reqwest::Response {
     app.post_json("/password-reset", &body).await
 }
 
-async fn confirm_reset(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn confirm_reset(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
     app.post_json(
         "/password-reset/confirm",
         &json!({"token": token, "new_password": password}),

@@ -410,11 +410,10 @@ async fn a_cache_of_zero_entries_reads_every_session_from_the_database(backend: 
 async fn logins_on_two_instances_that_both_upgrade_a_hash_both_sign_in(backend: Backend) {
     let app = spawn_app(backend).await;
     assert_eq!(app.signup("alice", PASSWORD).await.status(), StatusCode::OK);
-    let alice = app.user_id("alice").await;
     let peer = Peer::start(&app, backend).await;
     let old_hash = older_hash_of(PASSWORD).await;
     for round in 0..20 {
-        set_hash(&app, alice, &old_hash).await;
+        set_alices_hash(&app, &old_hash).await;
         let (here, there) = tokio::join!(login(&app.base), login(&peer.base));
         assert_eq!(
             (here, there),
@@ -432,7 +431,6 @@ async fn logins_on_two_instances_that_both_upgrade_a_hash_both_sign_in(backend: 
 async fn a_password_change_beside_a_login_upgrading_the_hash_goes_through(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = app.signup_and_login("alice").await;
-    let alice = app.user_id("alice").await;
     let peer = Peer::start(&app, backend).await;
     let current = "correct horse battery";
     let old_hash = older_hash_of(current).await;
@@ -444,7 +442,7 @@ async fn a_password_change_beside_a_login_upgrading_the_hash_goes_through(backen
             .send()
     };
     for round in 0..20 {
-        set_hash(&app, alice, &old_hash).await;
+        set_alices_hash(&app, &old_hash).await;
         let (changed, logged_in) = tokio::join!(change(), login(&peer.base));
         assert_eq!(changed.unwrap().status(), StatusCode::OK, "round {round}");
         assert!(
@@ -490,10 +488,9 @@ async fn a_password_change_whose_hash_another_instance_upgraded_first_goes_throu
 /// Gives alice a hash of older parameters, and sets the trigger of
 /// `another_instance_replaces_first` on it with a hash of current parameters, which it returns.
 async fn another_instance_upgrades_first(app: &TestApp) -> String {
-    let alice = app.user_id("alice").await;
     let old_hash = older_hash_of(PASSWORD).await;
     let upgraded = current_hash_of(app, PASSWORD).await;
-    set_hash(app, alice, &old_hash).await;
+    set_alices_hash(app, &old_hash).await;
     another_instance_replaces_first(app, &old_hash, &upgraded).await;
     upgraded
 }
@@ -582,10 +579,13 @@ async fn older_hash_of(password: &str) -> String {
     older.hash(&password).await.unwrap()
 }
 
-async fn set_hash(app: &TestApp, user_id: i64, hash: &str) {
-    let now = app.clock.now();
+/// Gives alice's account `hash`, as a login's upgrade would: her sessions stay.
+async fn set_alices_hash(app: &TestApp, hash: &str) {
+    let (now, user_id) = (app.clock.now(), app.user_id("alice").await);
     let store = &app.state.store;
-    store.set_password_hash(user_id, hash, now).await.unwrap();
+    let current = app.stored_hash("alice").await;
+    let replaced = store.replace_password_hash(user_id, &current, hash, now);
+    assert!(replaced.await.unwrap());
 }
 
 /// Alice's login with `PASSWORD` at the instance at `base`; its status.

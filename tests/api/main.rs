@@ -19,6 +19,7 @@ mod import;
 mod instances;
 mod keys;
 mod lifecycle;
+mod links;
 mod login_records;
 mod logs;
 mod mail;

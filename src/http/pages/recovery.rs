@@ -7,11 +7,13 @@ use serde::Deserialize;
 
 use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage};
 use super::{CsrfForm, PageContext, PageError, render};
+use crate::audit::{self, EventKind};
 use crate::auth::recovery::{confirm_email, confirm_password_reset};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::PageQuery;
 use crate::http::recovery::{RESET_SENT, VERIFICATION_SENT, start_resend, start_reset};
+use crate::http::session::ClientInfo;
 
 pub async fn show_forgot(ctx: PageContext) -> Response {
     let page = ForgotPasswordPage {
@@ -32,6 +34,7 @@ pub async fn submit_forgot(
     State(state): State<AppState>,
     ctx: PageContext,
     _: crate::http::rate_limit::PerIpPage<crate::http::rate_limit::PasswordReset>,
+    ClientInfo(client): ClientInfo,
     CsrfForm(fields): CsrfForm<ForgotFields>,
 ) -> Response {
     let identifier = fields.identifier.trim().to_string();
@@ -42,7 +45,7 @@ pub async fn submit_forgot(
             Some("Enter your email address or username.".to_string()),
         )
     } else {
-        start_reset(&state, identifier);
+        start_reset(&state, identifier, client, "page");
         (StatusCode::OK, Some(RESET_SENT), None)
     };
     let page = ForgotPasswordPage {
@@ -79,6 +82,7 @@ pub struct ResetFields {
 pub async fn submit_reset(
     State(state): State<AppState>,
     ctx: PageContext,
+    ClientInfo(client): ClientInfo,
     CsrfForm(fields): CsrfForm<ResetFields>,
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
@@ -94,7 +98,11 @@ pub async fn submit_reset(
     )
     .await;
     match outcome {
-        Ok(_) => Ok(Redirect::to("/login?notice=password-reset").into_response()),
+        Ok(user) => {
+            let kind = EventKind::PasswordReset;
+            audit::record_detail(&state, kind, Some(user.id), &client, "page").await;
+            Ok(Redirect::to("/login?notice=password-reset").into_response())
+        }
         Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
             let page = ResetPasswordPage {
                 nav: Nav::from_context(&ctx),
@@ -110,10 +118,12 @@ pub async fn submit_reset(
 /// The link in a confirmation email: proves the address and says so.
 pub async fn verify_email(
     State(state): State<AppState>,
+    ClientInfo(client): ClientInfo,
     PageQuery(query): PageQuery<TokenQuery>,
 ) -> Result<Response, PageError> {
     match confirm_email(state.store.as_ref(), &query.token, state.clock.now()).await {
         Ok(user) => {
+            audit::record(&state, EventKind::EmailVerified, Some(user.id), &client).await;
             let message = format!(
                 "The address {} is now confirmed for the account {}.",
                 user.email.as_deref().unwrap_or_default(),

@@ -64,41 +64,61 @@ macro_rules! impl_profile_store {
                     .await?)
             }
 
-            async fn consume_email_token(
+            async fn confirm_email(
                 &self,
                 token_hash: &str,
-                purpose: $crate::store::EmailTokenPurpose,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<Option<$crate::store::ConsumedEmailToken>> {
-                // One statement: two concurrent uses cannot both succeed.
-                let sql = "UPDATE email_tokens SET used_at = $1 \
-                           WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
-                           RETURNING user_id, email";
-                Ok(sqlx::query_as(sql)
-                    .bind(now)
+            ) -> $crate::store::StoreResult<Option<$crate::store::User>> {
+                let purpose = $crate::store::EmailTokenPurpose::VerifyEmail.as_str();
+                let owner: Option<i64> = sqlx::query_scalar("SELECT user_id FROM email_tokens WHERE token_hash = $1 AND purpose = $2")
                     .bind(token_hash)
-                    .bind(purpose.as_str())
-                    .fetch_all(&self.pool)
-                    .await?
-                    .pop())
-            }
-
-            async fn set_email(
-                &self,
-                user_id: i64,
-                email: &str,
-                verified: bool,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<()> {
+                    .bind(purpose)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(user_id) = owner else {
+                    return Ok(None);
+                };
                 let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
-                sqlx::query("UPDATE users SET email = $1, email_verified = $2, updated_at = $3 WHERE id = $4")
-                    .bind(email)
-                    .bind(verified)
+                // Returning early drops the transaction, which rolls it back.
+                let mut tx = self.begin_write().await?;
+                // The user first, as `create_email_token` does.
+                if !Self::lock_row(&mut tx, $crate::store::sql::RowLock::User(user_id)).await? {
+                    return Ok(None);
+                }
+                // One statement: two concurrent uses cannot both succeed.
+                let used: Option<Option<String>> = sqlx::query_scalar(
+                    "UPDATE email_tokens SET used_at = $1 \
+                     WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+                     RETURNING email",
+                )
+                .bind(now)
+                .bind(token_hash)
+                .bind(purpose)
+                .fetch_all(&mut *tx)
+                .await?
+                .pop();
+                let Some(Some(email)) = used else {
+                    return Ok(None);
+                };
+                // Links mailed before, to the old address, stop working with it.
+                sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
                     .bind(now)
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(())
+                let sql = concat!(
+                    "UPDATE users SET email = $1, email_verified = TRUE, updated_at = $2 WHERE id = $3 RETURNING ",
+                    $crate::store::sql::user_columns!()
+                );
+                let user = sqlx::query_as(sql)
+                    .bind(email)
+                    .bind(now)
+                    .bind(user_id)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .pop();
+                tx.commit().await?;
+                Ok(user)
             }
 
             async fn set_full_name(

@@ -71,20 +71,74 @@ macro_rules! impl_user_store {
                 Ok(row.into())
             }
 
-            async fn set_password_hash(
+            async fn set_password(
                 &self,
-                user_id: i64,
-                hash: &str,
+                change: $crate::store::PasswordChange<'_>,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::store::StoreResult<$crate::store::PasswordSet> {
+                use $crate::store::PasswordSet;
+                let user_id = change.user_id;
                 let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
-                sqlx::query("UPDATE users SET hashed_password = $1, updated_at = $2 WHERE id = $3")
-                    .bind(hash)
+                // Returning early drops the transaction, which rolls it back.
+                let mut tx = self.begin_write().await?;
+                // The user first, as a new link and a deletion take it: the link's row next
+                // would otherwise meet them in the opposite order.
+                if !Self::lock_row(&mut tx, $crate::store::sql::RowLock::User(user_id)).await? {
+                    return Ok(PasswordSet::HashChanged);
+                }
+                let set = sqlx::query(
+                    "UPDATE users SET hashed_password = $1, updated_at = $2 \
+                     WHERE id = $3 AND ($4 IS NULL OR hashed_password = $4)",
+                )
+                .bind(change.new_hash)
+                .bind(now)
+                .bind(user_id)
+                .bind(change.replaces)
+                .execute(&mut *tx)
+                .await?;
+                if set.rows_affected() == 0 {
+                    // Nothing was written, so a commit is as good as a rollback; it keeps what
+                    // a trigger did meanwhile, which tests use to play another instance
+                    // replacing the hash at this very moment.
+                    tx.commit().await?;
+                    return Ok(PasswordSet::HashChanged);
+                }
+                if let Some(link) = change.reset_link {
+                    let used = sqlx::query(
+                        "UPDATE email_tokens SET used_at = $1 \
+                         WHERE token_hash = $2 AND purpose = $3 AND user_id = $4 \
+                         AND used_at IS NULL AND expires_at > $1",
+                    )
+                    .bind(now)
+                    .bind(link)
+                    .bind($crate::store::EmailTokenPurpose::PasswordReset.as_str())
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if used.rows_affected() == 0 {
+                        return Ok(PasswordSet::LinkUnusable);
+                    }
+                }
+                // -1 matches no session: "keep none".
+                let sessions_ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+                    .bind(user_id)
+                    .bind(change.keep_session.unwrap_or(-1))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // Links mailed before stop working: a reset link or an address change waiting
+                // in a mailbox someone else reads must not outlive the password.
+                sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
                     .bind(now)
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(())
+                sqlx::query("DELETE FROM login_throttle WHERE name_hash = $1")
+                    .bind(change.failures_of)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(PasswordSet::Set { sessions_ended })
             }
 
             async fn replace_password_hash(
