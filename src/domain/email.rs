@@ -1,7 +1,9 @@
 use std::fmt;
 
-/// An email address, checked for shape only (one `@`, a dot in the domain, no spaces);
-/// only a delivered message proves an address.
+/// An email address the mailer can send to: the syntax of RFC 5321 as the mailer checks it
+/// (so `john..doe@example.com` or `a,b@example.com` is refused here, not by a message that
+/// fails in the background), with a dot in the domain. Only a delivered message proves an
+/// address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -17,7 +19,7 @@ impl Email {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains('@');
-        if local.is_empty() || !domain_ok {
+        if local.is_empty() || !domain_ok || trimmed.parse::<lettre::Address>().is_err() {
             return Err(invalid());
         }
         Ok(Self(trimmed.to_string()))
@@ -42,6 +44,13 @@ mod tests {
     fn shape_checks() {
         assert!(Email::parse("a@example.com").is_ok());
         assert_eq!(Email::parse(" a@b.io ").unwrap().as_str(), "a@b.io");
+        for good in [
+            "first.last+tag@sub.example.co.uk",
+            "o'brien@example.ie",
+            "ünï@exämple.de",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good:?} should be taken");
+        }
         for bad in [
             "",
             "a",
@@ -51,6 +60,12 @@ mod tests {
             "a b@c.com",
             "a@b@c.com",
             "a@.com",
+            // What the mailer refuses: consecutive or leading dots, a comma, a bad domain.
+            "john..doe@example.com",
+            ".a@example.com",
+            "a,b@example.com",
+            "a@ex..com",
+            "a@-example.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }

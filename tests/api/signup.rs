@@ -105,6 +105,12 @@ async fn invalid_fields_are_422_in_fastapi_shape(backend: Backend) {
             "value_error",
         ),
         (
+            // An address no message can be sent to: refused here, not by the mailer later.
+            json!({"username": "valid", "password": "long enough phrase", "email": "john..doe@example.com"}),
+            "email",
+            "value_error",
+        ),
+        (
             json!({"password": "long enough phrase"}),
             "username",
             "missing",
