@@ -26,6 +26,9 @@ use crate::store::{Event, Store, User};
 /// Users per page unless `per_page` says otherwise, and the most it may say.
 pub const PER_PAGE: u32 = 20;
 const MAX_PER_PAGE: u32 = 100;
+/// The longest search: an email address (254) is the longest thing it can match. SQLite
+/// refuses a `LIKE` pattern over 50,000 bytes outright.
+const MAX_QUERY_CHARS: usize = 254;
 /// Events shown with a user.
 pub const RECENT_EVENTS: i64 = 20;
 
@@ -125,7 +128,9 @@ pub struct ActionOut {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documents the query; the handler parses it itself, for 422s
 struct ListParams {
-    /// Part of a username, email or full name (ignoring case); empty: everyone.
+    /// Part of a username, email or full name (ignoring case), at most 254 characters;
+    /// empty: everyone.
+    #[param(max_length = 254)]
     q: Option<String>,
     /// The page, from 1.
     #[param(minimum = 1)]
@@ -143,8 +148,15 @@ pub struct Search {
 }
 
 impl Search {
-    /// Reads `q`, `page` and `per_page`; a number out of range is a 422 naming it.
+    /// Reads `q`, `page` and `per_page`; a value out of range is a 422 naming it.
     pub fn from_query(query: &HashMap<String, String>) -> Result<Self> {
+        let refused = |name: &str, msg: String| {
+            Error::Validation(vec![FieldError {
+                loc: vec!["query".into(), name.into()],
+                msg,
+                kind: "value_error".into(),
+            }])
+        };
         let number = |name: &str, default: u32, max: u32| -> Result<u32> {
             match query.get(name).filter(|v| !v.is_empty()) {
                 None => Ok(default),
@@ -153,16 +165,20 @@ impl Search {
                     .ok()
                     .filter(|n| (1..=max).contains(n))
                     .ok_or_else(|| {
-                        Error::Validation(vec![FieldError {
-                            loc: vec!["query".into(), name.into()],
-                            msg: format!("Input should be a whole number from 1 to {max}"),
-                            kind: "value_error".into(),
-                        }])
+                        refused(
+                            name,
+                            format!("Input should be a whole number from 1 to {max}"),
+                        )
                     }),
             }
         };
+        let q = query.get("q").cloned().unwrap_or_default();
+        if q.chars().count() > MAX_QUERY_CHARS {
+            let msg = format!("A search has at most {MAX_QUERY_CHARS} characters");
+            return Err(refused("q", msg));
+        }
         Ok(Self {
-            q: query.get("q").cloned().unwrap_or_default(),
+            q,
             page: number("page", 1, 1_000_000)?,
             per_page: number("per_page", PER_PAGE, MAX_PER_PAGE)?,
         })

@@ -225,6 +225,23 @@ async fn superusers_find_users_and_see_their_sessions_and_events(backend: Backen
     );
     let bad = app.get_auth("/admin/users?page=0", &admin).await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A search longer than any address: refused by name, not a 500 (SQLite refuses a LIKE
+    // pattern over 50,000 bytes).
+    let longest = "a".repeat(254);
+    let found = app
+        .get_auth(&format!("/admin/users?q={longest}"), &admin)
+        .await;
+    assert_eq!(found.status(), StatusCode::OK);
+    let long = app
+        .get_auth(&format!("/admin/users?q={}", "_".repeat(60_000)), &admin)
+        .await;
+    assert_eq!(long.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = long.json().await.unwrap();
+    assert_eq!(
+        body["detail"][0]["loc"],
+        serde_json::json!(["query", "q"]),
+        "{body}"
+    );
 
     let id = app.user_id("bob").await;
     let response = app.get_auth(&format!("/admin/users/{id}"), &admin).await;
@@ -391,6 +408,28 @@ async fn superusers_cannot_lock_themselves_out(backend: Backend) {
     assert_eq!(
         app.get_auth("/admin/users", &admin).await.status(),
         StatusCode::OK
+    );
+
+    // Nor from the account page: it offers no deletion, and refuses one posted anyway.
+    app.page_sign_in("root").await;
+    let (_, html) = app.html("/account").await;
+    assert!(
+        html.contains("id=\"delete-superuser\"") && !html.contains("action=\"/account/delete\""),
+        "{html}"
+    );
+    let refused = app
+        .page_post("/account", "/account/delete", &[("password", PASSWORD)])
+        .await;
+    assert_eq!(
+        refused.headers()[LOCATION],
+        "/account?notice=delete-superuser"
+    );
+    let (_, html) = app.html("/account?notice=delete-superuser").await;
+    assert!(html.contains("your account has not been deleted"), "{html}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users WHERE username = $1", "root")
+            .await,
+        1
     );
 }
 

@@ -43,6 +43,9 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
         "session-ended" => Some("The session has been ended."),
         "others-ended" => Some("All your other sessions have been ended."),
         "delete-refused" => Some("The password was not right: your account has not been deleted."),
+        "delete-superuser" => Some(
+            "An administrator's account is deleted by another administrator: your account has not been deleted.",
+        ),
         "delete-slowed" => Some(
             "Too many attempts on this account just now: your account has not been deleted. Try again later.",
         ),

@@ -1,5 +1,6 @@
 //! `POST /account/delete`: users delete their own account, confirming with their password.
 //! Notes, sessions and tokens go with it; the audit trail keeps its rows, without the user.
+//! Not an administrator's: another administrator or `gatehouse user delete` removes theirs.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -24,6 +25,11 @@ pub async fn delete_account(
     CsrfForm(fields): CsrfForm<DeleteFields>,
 ) -> Result<Response, PageError> {
     let user = &signed_in.user;
+    // As in the console: an administrator does not remove their own rights, so the last one
+    // cannot lock everyone out by mistake.
+    if user.is_superuser {
+        return Ok(Redirect::to("/account?notice=delete-superuser").into_response());
+    }
     let store = state.store.as_ref();
     let check = state.password_check();
     let now = state.clock.now();
