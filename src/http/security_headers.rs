@@ -1,4 +1,6 @@
-//! Headers on every response (OWASP ASVS 5.0 V3 and V14): no MIME sniffing, no referrer, a
+//! Headers on every response (OWASP ASVS 5.0 V3 and V14): no MIME sniffing, no referrer
+//! beyond this origin (not `no-referrer`: browsers without Fetch Metadata would then send
+//! `Origin: null` with our own forms, which the CSRF origin check refuses), a
 //! Content-Security-Policy without inline script for pages and that allows nothing for
 //! everything else (JSON, files: as the OWASP REST cheat sheet advises), no framing, HSTS over
 //! https, and

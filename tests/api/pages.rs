@@ -682,3 +682,47 @@ async fn account_page_lists_sessions_ends_them_and_changes_the_password(backend:
         StatusCode::OK
     );
 }
+
+/// The emailed reset link's page takes the token out of the address at once: a redirect to
+/// the bare page, the token in a cookie of the link's lifetime, so it stays out of the
+/// browser's history and of the `Referer` of the page's own requests. The form carries it,
+/// and the cookie goes once the password is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reset_page_takes_the_token_out_of_the_address() {
+    let (app, smtp) = crate::email::app_with_smtp(Backend::Sqlite, false).await;
+    crate::email::signup_with_email(&app, "alice", "alice@example.com").await;
+    let body = serde_json::json!({"username": "alice"});
+    crate::email::request_reset(&app, body).await;
+    let mail = smtp.expect("alice@example.com", "Reset").await;
+
+    let opened = app
+        .page(&mail.link("/reset-password")[app.base.len()..])
+        .await;
+    assert_eq!(opened.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&opened), "/reset-password");
+    let cookie = set_cookie(&opened, "gatehouse_reset").expect("the token's cookie");
+    assert_eq!(cookie_value(&cookie), mail.token("/reset-password"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Max-Age=1800"),
+        "{cookie}"
+    );
+    let page = app.page("/reset-password").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let field = format!("name=\"token\" value=\"{}\"", mail.token("/reset-password"));
+    assert!(html.contains(&field), "{html}");
+
+    let fields = [
+        ("token", mail.token("/reset-password")),
+        ("new_password", "a brand new passphrase".to_string()),
+    ];
+    let fields: Vec<_> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = app
+        .submit("/reset-password", "/reset-password", &fields)
+        .await;
+    assert_eq!(location(&done), "/login?notice=password-reset");
+    let cleared = set_cookie(&done, "gatehouse_reset").expect("the cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let login = app.login("alice", "a brand new passphrase").await;
+    assert_eq!(login.status(), StatusCode::OK);
+}

@@ -415,6 +415,8 @@ async fn a_password_reset_link_from_the_email_sets_a_new_password() {
         let mail = smtp.expect("alice@example.com", "Reset your Gatehouse password").await;
         let link = mail.link("/reset-password");
         browser.open(link.strip_prefix(&app.base).expect("a link to this service")).await;
+        // The token leaves the address bar at once (and with it the history).
+        browser.wait_for_url("/reset-password").await;
         browser.fill("new_password", "a brand new passphrase").await;
         browser.click("button[type=submit].full").await;
         browser.wait_for_url("/login?notice=password-reset").await;

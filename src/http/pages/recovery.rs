@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::Cookie;
 use serde::Deserialize;
 
 use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage};
@@ -13,7 +14,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::PageQuery;
 use crate::http::recovery::{RESET_SENT, VERIFICATION_SENT, start_resend, start_reset};
-use crate::http::session::ClientInfo;
+use crate::http::session::{ClientInfo, secure_cookie};
 
 pub async fn show_forgot(ctx: PageContext) -> Response {
     let page = ForgotPasswordPage {
@@ -62,10 +63,35 @@ pub struct TokenQuery {
     token: String,
 }
 
-pub async fn show_reset(ctx: PageContext, PageQuery(query): PageQuery<TokenQuery>) -> Response {
+/// The reset link's token, kept while its page is open. `__Host-` over https, like the
+/// session cookie.
+fn reset_cookie_name(state: &AppState) -> &'static str {
+    if state.config.is_https() {
+        "__Host-gatehouse_reset"
+    } else {
+        "gatehouse_reset"
+    }
+}
+
+/// The emailed link (`/reset-password?token=...`) moves its token into a cookie and
+/// redirects to the bare page, so the token leaves the address bar at once: it stays out of
+/// the browser's history and of the `Referer` the page's own requests send (proxies log
+/// both). The page then carries it in its form.
+pub async fn show_reset(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    PageQuery(query): PageQuery<TokenQuery>,
+) -> Response {
+    let name = reset_cookie_name(&state);
+    if !query.token.is_empty() {
+        let ttl = Some(state.config.mail.reset_token_ttl);
+        let cookie = secure_cookie(&state.config, name, query.token, ttl);
+        return (ctx.jar.add(cookie), Redirect::to("/reset-password")).into_response();
+    }
+    let token = ctx.jar.get(name).map(|c| c.value().to_string());
     let page = ResetPasswordPage {
         nav: Nav::from_context(&ctx),
-        token: query.token,
+        token: token.unwrap_or_default(),
         error: None,
     };
     (ctx.jar, render(StatusCode::OK, &page)).into_response()
@@ -101,7 +127,10 @@ pub async fn submit_reset(
         Ok(user) => {
             let kind = EventKind::PasswordReset;
             audit::record_detail(&state, kind, Some(user.id), &client, "page").await;
-            Ok(Redirect::to("/login?notice=password-reset").into_response())
+            let jar = ctx
+                .jar
+                .remove(Cookie::build(reset_cookie_name(&state)).path("/"));
+            Ok((jar, Redirect::to("/login?notice=password-reset")).into_response())
         }
         Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
             let page = ResetPasswordPage {
