@@ -85,12 +85,8 @@ impl Default for SessionLifetimes {
 impl SessionLifetimes {
     fn from_env() -> anyhow::Result<Self> {
         let d = Self::default();
-        let read = |name: &str, unit: u64, default: Duration| -> anyhow::Result<Duration> {
-            let value: u64 = parsed(name, default.as_secs() / unit)?;
-            if value == 0 {
-                bail!("{name} must be at least 1");
-            }
-            Ok(Duration::from_secs(value * unit))
+        let read = |name: &str, unit: u64, default: Duration| {
+            lifetime(name, unit, default.as_secs() / unit)
         };
         Ok(Self {
             browser: Lifetime {
@@ -378,19 +374,18 @@ impl fmt::Debug for MailConfig {
 impl MailConfig {
     fn from_env() -> anyhow::Result<Self> {
         let d = Self::default();
-        let minutes: u64 = parsed("PASSWORD_RESET_TOKEN_MINUTES", 30)?;
-        let hours: u64 = parsed("EMAIL_VERIFICATION_TOKEN_HOURS", 24)?;
-        if minutes == 0 || hours == 0 {
-            bail!(
-                "PASSWORD_RESET_TOKEN_MINUTES and EMAIL_VERIFICATION_TOKEN_HOURS must be at least 1"
-            );
-        }
+        let reset_minutes = d.reset_token_ttl.as_secs() / 60;
+        let verification_hours = d.verification_token_ttl.as_secs() / HOUR;
         Ok(Self {
             smtp_url: var("SMTP_URL"),
             from: var("MAIL_FROM").unwrap_or(d.from),
             require_verification: parsed("REQUIRE_EMAIL_VERIFICATION", false)?,
-            reset_token_ttl: Duration::from_secs(minutes * 60),
-            verification_token_ttl: Duration::from_secs(hours * HOUR),
+            reset_token_ttl: lifetime("PASSWORD_RESET_TOKEN_MINUTES", 60, reset_minutes)?,
+            verification_token_ttl: lifetime(
+                "EMAIL_VERIFICATION_TOKEN_HOURS",
+                HOUR,
+                verification_hours,
+            )?,
         })
     }
 }
@@ -481,6 +476,21 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// The longest lifetime any setting may give a session, token or link: ten years. Every
+/// expiry is "now plus the lifetime", which a date library can only hold so far ahead.
+const MAX_LIFETIME: u64 = 3650 * DAY;
+
+/// A lifetime set in whole `unit`s of seconds (`name=<count>`): at least one, at most
+/// `MAX_LIFETIME`.
+fn lifetime(name: &str, unit: u64, default: u64) -> anyhow::Result<Duration> {
+    let count: u64 = parsed(name, default)?;
+    let max = MAX_LIFETIME / unit;
+    if !(1..=max).contains(&count) {
+        bail!("{name} must be from 1 to {max} (ten years); got {count}");
+    }
+    Ok(Duration::from_secs(count * unit))
+}
+
 fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
 where
     T::Err: fmt::Display,
@@ -544,10 +554,6 @@ impl Config {
             ),
             None => load_or_create_secret(&data_dir)?,
         };
-        let minutes: u64 = parsed("ACCESS_TOKEN_EXPIRE_MINUTES", 30)?;
-        if minutes == 0 {
-            bail!("ACCESS_TOKEN_EXPIRE_MINUTES must be at least 1");
-        }
         let cors_origins = var("CORS_ORIGINS")
             .map(|v| {
                 v.split(',')
@@ -568,7 +574,7 @@ impl Config {
             public_url,
             data_dir,
             secret_key,
-            access_token_ttl: Duration::from_secs(minutes * 60),
+            access_token_ttl: lifetime("ACCESS_TOKEN_EXPIRE_MINUTES", 60, 30)?,
             sessions: SessionLifetimes::from_env()?,
             cors_origins,
             hash_params,

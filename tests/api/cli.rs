@@ -68,6 +68,22 @@ fn bad_configuration_is_a_clear_error() {
             "99999999",
             "AUDIT_RETENTION_DAYS must be 0 (keep every event) or 1 to 36500",
         ),
+        // Lifetimes past what a date can hold used to make every login a 500.
+        (
+            "REMEMBER_ME_DAYS",
+            "100000000",
+            "REMEMBER_ME_DAYS must be from 1 to 3650 (ten years); got 100000000",
+        ),
+        (
+            "PASSWORD_RESET_TOKEN_MINUTES",
+            "0",
+            "PASSWORD_RESET_TOKEN_MINUTES must be from 1 to 5256000",
+        ),
+        (
+            "SESSION_IDLE_MINUTES",
+            "18446744073709551615",
+            "SESSION_IDLE_MINUTES must be from 1 to 5256000",
+        ),
     ] {
         let output = gatehouse(dir.path())
             .env(name, value)
