@@ -60,10 +60,15 @@ impl Server {
         if config.public_url.port() == Some(0) {
             let _ = config.public_url.set_port(Some(bound.port()));
         }
+        let outbox = config.data_dir.join("outbox");
+        if config.production && config.mail.smtp_url.is_none() {
+            tracing::warn!(outbox = %outbox.display(), "GATEHOUSE_ENV=production without SMTP_URL: emails (reset links, confirmations) are written to the outbox folder and nobody receives them; set SMTP_URL");
+        }
         let mailer = Mailer::new(
             config.mail.smtp_url.as_deref(),
             &config.mail.from,
-            config.data_dir.join("outbox"),
+            outbox,
+            !config.production,
         )?;
         let state = AppState {
             store,

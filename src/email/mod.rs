@@ -1,5 +1,6 @@
 //! Outgoing email: SMTP through lettre when `SMTP_URL` is set, otherwise an outbox folder in
-//! the data directory (with the link in the log), so the flows work on a developer's machine.
+//! the data directory (with the link in the log, except in production), so the flows work on
+//! a developer's machine.
 //! Sending never blocks a request: messages go out from a background task with retries.
 
 mod messages;
@@ -12,6 +13,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::io::AsyncWriteExt;
 
 pub use messages::{EmailKind, compose};
 
@@ -22,7 +24,8 @@ pub struct OutgoingEmail {
     pub subject: String,
     pub text: String,
     pub html: String,
-    /// The link it carries, logged by the outbox only (never with real SMTP).
+    /// The link it carries, logged by the outbox only (never with real SMTP, nor in
+    /// production).
     pub link: Option<String>,
 }
 
@@ -51,8 +54,14 @@ const ATTEMPTS: u32 = 4;
 
 impl Mailer {
     /// SMTP when a URL is given (`smtps://user:pass@host:465`, or `smtp://host:587?tls=required`
-    /// for STARTTLS, or plain `smtp://host:25`), else the outbox folder.
-    pub fn new(smtp_url: Option<&str>, from: &str, outbox: PathBuf) -> anyhow::Result<Self> {
+    /// for STARTTLS, or plain `smtp://host:25`), else the outbox folder, which logs each
+    /// message's link when `log_links` (a developer's machine: the link is the point).
+    pub fn new(
+        smtp_url: Option<&str>,
+        from: &str,
+        outbox: PathBuf,
+        log_links: bool,
+    ) -> anyhow::Result<Self> {
         let from: Mailbox = from
             .parse()
             .with_context(|| format!("MAIL_FROM {from:?} is not an address"))?;
@@ -64,7 +73,11 @@ impl Mailer {
                     .build(),
                 from,
             }),
-            None => Arc::new(Outbox { dir: outbox, from }),
+            None => Arc::new(Outbox {
+                dir: outbox,
+                from,
+                log_links,
+            }),
         };
         Ok(Self {
             transport,
@@ -119,10 +132,14 @@ impl Transport for Smtp {
     }
 }
 
-/// Writes each message as an `.eml` file; for development without a mail server.
+/// Writes each message as an `.eml` file, readable by its owner only (it holds a live
+/// link); for development without a mail server.
 struct Outbox {
     dir: PathBuf,
     from: Mailbox,
+    /// Whether each message's link goes to the log: not in production, where anyone who
+    /// reads the log could use a reset link.
+    log_links: bool,
 }
 
 #[async_trait]
@@ -135,9 +152,18 @@ impl Transport for Outbox {
             uuid::Uuid::new_v4().simple()
         );
         let path = self.dir.join(name);
-        tokio::fs::write(&path, build_message(&self.from, email)?.formatted()).await?;
-        // No SMTP is configured: this is a developer's machine, and the link is the point.
-        tracing::info!(path = %path.display(), link = email.link.as_deref().unwrap_or("-"), subject = %email.subject, "email written to the outbox (no SMTP_URL set)");
+        let mut file = tokio::fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        #[cfg(unix)]
+        file.mode(0o600);
+        let message = build_message(&self.from, email)?.formatted();
+        file.open(&path).await?.write_all(&message).await?;
+        let link = if self.log_links {
+            email.link.as_deref().unwrap_or("-")
+        } else {
+            "(not logged in production)"
+        };
+        tracing::info!(path = %path.display(), link, subject = %email.subject, "email written to the outbox (no SMTP_URL set)");
         Ok(())
     }
 }

@@ -124,3 +124,67 @@ async fn json_logs_are_one_object_per_line_with_no_secrets() {
     assert_eq!(me["fields"]["status"], 200);
     assert!(me["fields"]["latency_ms"].is_number());
 }
+
+/// In production without `SMTP_URL` the outbox still keeps each message, for its owner only,
+/// but its link (a live reset link) stays out of the log, and the start warns that nobody
+/// receives the mail. On a developer's machine the log shows the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_production_the_outbox_keeps_reset_links_out_of_the_log() {
+    for production in [true, false] {
+        let env = if production {
+            "production"
+        } else {
+            "development"
+        };
+        let process = Process::start(&[("RUST_LOG", "info"), ("GATEHOUSE_ENV", env)]);
+        let client = reqwest::Client::new();
+        let body = json!({"username": "alice", "password": PASSWORD, "email": "a@example.com"});
+        let signup = client.post(process.url("/users/")).json(&body);
+        assert_eq!(signup.send().await.unwrap().status(), StatusCode::OK);
+        let reset = client.post(process.url("/password-reset"));
+        let sent = reset.json(&json!({"username": "alice"})).send().await;
+        assert_eq!(sent.unwrap().status(), StatusCode::ACCEPTED);
+
+        let outbox = process.dir().join("data").join("outbox");
+        let mut token = None;
+        for _ in 0..200 {
+            token = reset_token_in(&outbox);
+            if token.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let token = token.expect("the reset message in the outbox");
+        process.terminate();
+        let (clean, stderr) = process.wait();
+        assert!(clean, "{stderr}");
+        assert_eq!(stderr.contains(&token), !production, "{env}:\n{stderr}");
+        let warned = stderr.contains("without SMTP_URL");
+        assert_eq!(warned, production, "{env}:\n{stderr}");
+    }
+}
+
+/// The token of the reset link in an outbox file, if one is there; asserts that the files
+/// are for their owner only.
+fn reset_token_in(outbox: &std::path::Path) -> Option<String> {
+    for entry in std::fs::read_dir(outbox).ok()? {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
+        // Quoted-printable: join the soft line breaks, then decode the `=` it escapes.
+        let text = text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+        if let Some(start) = text.find("/reset-password?token=") {
+            let rest = &text[start + "/reset-password?token=".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .unwrap_or(rest.len());
+            return Some(rest[..end].to_string());
+        }
+    }
+    None
+}

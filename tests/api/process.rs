@@ -31,7 +31,7 @@ pub struct Process {
     child: Child,
     pub base: String,
     stderr: Option<JoinHandle<String>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Process {
@@ -77,8 +77,13 @@ impl Process {
             child,
             base: url.trim_end_matches('/').to_string(),
             stderr: Some(collector),
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The folder the binary runs in; its data folder is `data/` inside.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn pid(&self) -> u32 {
