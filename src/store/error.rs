@@ -46,14 +46,24 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Errors that mean "not now", not "never": PostgreSQL's connection exceptions (08),
-/// operator intervention such as a shutdown (57), insufficient resources (53), a database
-/// not accepting connections (55000), and SQLite's busy and locked codes.
+/// Errors that mean "not now", not "never", so that the client may retry (a 503):
+/// PostgreSQL's connection exceptions (08), operator intervention such as a shutdown (57),
+/// insufficient resources (53), a database not accepting connections (55000), a lock not
+/// granted in time (55P03), a transaction that lost a serialization race or was chosen to
+/// break a deadlock (40001, 40P01), and a server that takes no writes (25006: a standby, as
+/// during a failover); SQLite's busy, locked, I/O-error and disk-full codes, extended forms
+/// included.
 fn is_outage(db: &dyn DatabaseError) -> bool {
     let Some(code) = db.code() else { return false };
     let code = code.as_ref();
+    // SQLite's codes are numbers, an extended code carrying its primary one in the low byte;
+    // PostgreSQL's SQLSTATEs have five characters.
+    if code.len() < 5 {
+        let primary = code.parse::<u32>().map(|n| n & 0xff);
+        return primary.is_ok_and(|n| matches!(n, 5 | 6 | 10 | 13));
+    }
     ["08", "57", "53"]
         .iter()
         .any(|class| code.starts_with(class))
-        || matches!(code, "55000" | "5" | "6" | "261" | "517")
+        || matches!(code, "55000" | "55P03" | "40001" | "40P01" | "25006")
 }

@@ -177,7 +177,10 @@ fn reset_token_in(outbox: &std::path::Path) -> Option<String> {
             assert_eq!(mode & 0o777, 0o600, "{}", path.display());
         }
         // Quoted-printable: join the soft line breaks, then decode the `=` it escapes.
-        let text = text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+        let text = text
+            .replace("=\r\n", "")
+            .replace("=\n", "")
+            .replace("=3D", "=");
         if let Some(start) = text.find("/reset-password?token=") {
             let rest = &text[start + "/reset-password?token=".len()..];
             let end = rest

@@ -286,3 +286,40 @@ async fn recovers(app: &TestApp, token: &str) -> bool {
     }
     false
 }
+
+/// Errors after which the same request succeeds once retried are a 503 with `Retry-After`,
+/// not a 500: a lost serialization race, a deadlock victim, a lock not granted in time, and
+/// a server that takes no writes (a standby during a failover). A trigger raises each code
+/// as a note is written; once it is gone, the same request succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_worth_a_retry_are_503() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    let token = app.signup_and_login("alice").await;
+    let note = serde_json::json!({"text": "a note", "completed": false});
+    app.execute_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = TG_ARGV[0]; END $$",
+    )
+    .await;
+    for code in ["40001", "40P01", "55P03", "25006"] {
+        let trigger = format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON notes FOR EACH ROW EXECUTE FUNCTION refuse('{code}')"
+        );
+        let TestDb::Postgres { pool, .. } = &app.db else {
+            unreachable!()
+        };
+        sqlx::query(sqlx::AssertSqlSafe(trigger))
+            .execute(pool)
+            .await
+            .unwrap();
+        let refused = app.post_auth("/notes/", &token, &note).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        assert!(refused.headers().contains_key("retry-after"), "{code}");
+        app.execute_sql("DROP TRIGGER refuse ON notes").await;
+    }
+    let written = app.post_auth("/notes/", &token, &note).await;
+    assert_eq!(written.status(), StatusCode::OK);
+}
