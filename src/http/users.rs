@@ -136,7 +136,7 @@ impl SignUpRequest {
 }
 
 /// Hashes the password and stores the user; a taken username is a 409. A given email
-/// address gets a confirmation link.
+/// address gets a confirmation link, if it can be sent now.
 pub async fn register(state: &AppState, sign_up: SignUp) -> Result<Authenticated> {
     if state.config.mail.require_verification && sign_up.email.is_none() {
         return Err(Error::validation("email", "An email address is required"));
@@ -157,8 +157,13 @@ pub async fn register(state: &AppState, sign_up: SignUp) -> Result<Authenticated
             StoreError::Conflict(_) => Error::Conflict("Username already registered".into()),
             other => other.into(),
         })?;
-    if let Some(email) = &user.email {
-        send_verification(state.store.as_ref(), &state.outbound(), &user, email, now).await?;
+    if let Some(email) = &user.email
+        && let Err(err) =
+            send_verification(state.store.as_ref(), &state.outbound(), &user, email, now).await
+    {
+        // The account stands: failing the sign-up now would make its retry a 409. The link
+        // can be sent again (the login page, `POST /verify-email/resend`).
+        tracing::warn!(error = %err, user_id = user.id, "signed up, but the confirmation link could not be sent");
     }
     Ok(Authenticated {
         user,

@@ -380,6 +380,23 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Has PostgreSQL answer "the database is starting up" (57P03, which the service takes
+    /// for an outage) whenever `event` (`INSERT`, `DELETE`, ...) writes to `table`, until
+    /// `DROP TRIGGER away ON <table>`.
+    pub async fn postgres_away_on(&self, event: &str, table: &str) {
+        let TestDb::Postgres { pool, .. } = &self.db else {
+            panic!("a PostgreSQL test app");
+        };
+        let function = "CREATE OR REPLACE FUNCTION away() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'the database is starting up' USING ERRCODE = '57P03'; END $$";
+        sqlx::query(function).execute(pool).await.unwrap();
+        let trigger = format!(
+            "CREATE TRIGGER away BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION away()"
+        );
+        let trigger = sqlx::query(sqlx::AssertSqlSafe(trigger));
+        trigger.execute(pool).await.unwrap();
+    }
+
     pub async fn stored_hash(&self, username: &str) -> String {
         self.fetch_text(
             "SELECT hashed_password FROM users WHERE username = $1",

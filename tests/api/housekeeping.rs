@@ -456,16 +456,7 @@ async fn a_database_that_is_away_stops_the_sweep() {
     }
     let app = spawn_app(Backend::Postgres).await;
     one_of_each_kind_ended(&app).await;
-    app.execute_sql(
-        "CREATE FUNCTION away() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN RAISE EXCEPTION 'the database is starting up' USING ERRCODE = '57P03'; END $$",
-    )
-    .await;
-    app.execute_sql(
-        "CREATE TRIGGER away BEFORE DELETE ON refresh_tokens \
-         FOR EACH ROW EXECUTE FUNCTION away()",
-    )
-    .await;
+    app.postgres_away_on("DELETE", "refresh_tokens").await;
 
     let failed = failed_sweep(&app).await;
     assert_eq!(failed.swept, Swept::default());

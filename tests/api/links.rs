@@ -211,15 +211,7 @@ async fn a_new_password_whose_sessions_cannot_end_changes_nothing() {
         .expect("alice@example.com", "Reset")
         .await
         .token("/reset-password");
-    app.execute_sql(
-        "CREATE FUNCTION away() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN RAISE EXCEPTION 'the database is starting up' USING ERRCODE = '57P03'; END $$",
-    )
-    .await;
-    app.execute_sql(
-        "CREATE TRIGGER away BEFORE DELETE ON sessions FOR EACH ROW EXECUTE FUNCTION away()",
-    )
-    .await;
+    app.postgres_away_on("DELETE", "sessions").await;
     let hash = app.stored_hash("alice").await;
 
     let reset = confirm_reset(&app, &token, NEW_PASSWORD).await;

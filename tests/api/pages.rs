@@ -726,3 +726,26 @@ async fn the_reset_page_takes_the_token_out_of_the_address() {
     let login = app.login("alice", "a brand new passphrase").await;
     assert_eq!(login.status(), StatusCode::OK);
 }
+
+/// A sign-up on the page whose session cannot start (a trigger plays the database being away
+/// as the session is written) sends the new user to the login form with a notice, not to an
+/// error page whose retry would say the name is taken; the login then works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_sign_up_whose_session_cannot_start_sends_the_user_to_log_in() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    app.postgres_away_on("INSERT", "sessions").await;
+    let created = app.page_signup("alice").await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&created), "/login?notice=account-created");
+    assert_eq!(set_cookie(&created, "gatehouse_session"), None);
+    let page = app.page("/login?notice=account-created").await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Your account has been created."), "{html}");
+
+    app.execute_sql("DROP TRIGGER away ON sessions").await;
+    let login = app.page_login("alice", &[]).await;
+    assert_eq!(location(&login), "/account");
+}

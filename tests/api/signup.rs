@@ -1,5 +1,5 @@
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::{Backend, assert_detail, spawn_app};
@@ -142,4 +142,29 @@ async fn invalid_fields_are_422_in_fastapi_shape(backend: Backend) {
         )
         .await;
     assert_eq!(count.as_deref(), Some("0"), "no invalid user was stored");
+}
+
+/// A sign-up whose confirmation link cannot be stored (a trigger plays the database being
+/// away as the link is written) still answers 200: the account exists, and a 503 would make
+/// its retry a 409. The link can be sent again once the database answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_up_whose_link_cannot_be_stored_still_creates_the_account() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let (app, smtp) = crate::email::app_with_smtp(Backend::Postgres, false).await;
+    app.postgres_away_on("INSERT", "email_tokens").await;
+    let body =
+        json!({"username": "alice", "password": "long enough phrase", "email": "a@example.com"});
+    let response = app.post_json("/users/", &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["username"], "alice");
+    assert_eq!(smtp.count_for("a@example.com"), 0);
+
+    app.execute_sql("DROP TRIGGER away ON email_tokens").await;
+    let resend = json!({"username": "alice"});
+    let resent = app.post_json("/verify-email/resend", &resend).await;
+    assert_eq!(resent.status(), StatusCode::ACCEPTED);
+    smtp.expect("a@example.com", "Confirm").await;
 }

@@ -30,6 +30,7 @@ pub struct LoginQuery {
 fn notice_text(code: Option<&str>) -> Option<&'static str> {
     match code? {
         "signed-out" => Some("You have been signed out."),
+        "account-created" => Some("Your account has been created. Log in to continue."),
         "account-deleted" => Some("Your account has been deleted."),
         "signed-in-required" => Some("Please sign in to continue."),
         "password-reset" => Some("Your password has been reset. Log in with the new one."),
@@ -194,7 +195,15 @@ async fn sign_up(
             if ensure_verified(&state.config.mail, &account.user).is_err() {
                 return Ok(Redirect::to("/login?notice=verify-email").into_response());
             }
-            let jar = sign_in(&state, ctx.jar, &account, false, client, None).await?;
+            let jar = match sign_in(&state, ctx.jar, &account, false, client, None).await {
+                Ok(jar) => jar,
+                Err(err) => {
+                    // The account stands: an error page now would make the retry "username
+                    // taken". The login form starts the session instead.
+                    tracing::warn!(error = %err, user_id, "signed up, but the session could not start");
+                    return Ok(Redirect::to("/login?notice=account-created").into_response());
+                }
+            };
             tracing::info!(user_id, "user signed up through the sign-up page");
             Ok((jar, Redirect::to(AFTER_LOGIN)).into_response())
         }
