@@ -177,9 +177,12 @@ pub async fn send_verification(
         .await
 }
 
+/// What a used, superseded, expired or unknown confirmation link gets.
+pub const LINK_INVALID: &str = "This confirmation link is invalid or has expired.";
+
 /// Confirms an address with a verification token: the user's email becomes it, verified.
 pub async fn confirm_email(store: &dyn Store, token: &str, now: DateTime<Utc>) -> Result<User> {
-    let invalid = || Error::BadRequest("This confirmation link is invalid or has expired.".into());
+    let invalid = || Error::BadRequest(LINK_INVALID.into());
     store
         .confirm_email(&hash_token(token), now)
         .await?

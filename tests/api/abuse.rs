@@ -37,10 +37,7 @@ async fn answer(response: reqwest::Response) -> (StatusCode, Option<String>, Val
 /// Visits the page `from` and reads its form's CSRF token (the cookie stays in the client).
 async fn csrf_token(app: &TestApp, from: &str) -> String {
     let page = app.client.get(app.url(from)).send().await.unwrap();
-    let html = page.text().await.unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("a CSRF field") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
+    crate::helpers::csrf_in(&page.text().await.unwrap())
 }
 
 /// Posts a page form as a browser would, with the CSRF token of `from`.

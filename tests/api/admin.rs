@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, TestApp, TestDb, assert_detail, fresh_postgres_database, spawn_app, spawn_app_on,
-    wait_for,
+    Backend, TestApp, TestDb, assert_detail, csrf_in, fresh_postgres_database, spawn_app,
+    spawn_app_on, wait_for,
 };
 
 both_backends!(
@@ -100,12 +100,6 @@ impl TestApp {
             .await
             .unwrap()
     }
-}
-
-fn csrf_in(html: &str) -> String {
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
 }
 
 async fn ordinary_users_are_refused_everywhere(backend: Backend) {

@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDb, assert_detail, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, TestDb, assert_detail, csrf_in, hidden_field, spawn_app, spawn_app_with,
+};
 use crate::mail::SmtpSink;
 use crate::metrics::{sample, scrape};
 
@@ -48,6 +50,26 @@ pub(crate) async fn signup_with_email(app: &TestApp, username: &str, email: &str
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// Opens an address confirmation link as a person would: the page, then its button. The
+/// page's answer if it refuses the link, else the button's.
+pub(crate) async fn confirm_address(app: &TestApp, link: &str) -> reqwest::Response {
+    let page = app.client.get(link).send().await.unwrap();
+    if page.status() != StatusCode::OK {
+        return page;
+    }
+    let html = page.text().await.unwrap();
+    let fields = [
+        ("token", hidden_field(&html, "token")),
+        ("csrf_token", csrf_in(&html)),
+    ];
+    let post = app.client.post(app.url("/verify-email"));
+    post.header("origin", &app.base)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
 }
 
 pub(crate) async fn request_reset(app: &TestApp, body: Value) -> reqwest::Response {
@@ -191,9 +213,17 @@ async fn signup_sends_a_verification_link(backend: Backend) {
         .expect("alice@example.com", "Confirm your email address")
         .await;
     let link = mail.link("/verify-email");
-    let page = app.client.get(&link).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("is now confirmed"));
+    // Fetching the link (a mail scanner, a link preview) shows a button and confirms nothing.
+    for _ in 0..2 {
+        let page = app.client.get(&link).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.text().await.unwrap().contains("Confirm this address"));
+    }
+    let me: Value = app.get_me(&token).await.json().await.unwrap();
+    assert_eq!(me["email_verified"], false);
+    let confirmed = confirm_address(&app, &link).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    assert!(confirmed.text().await.unwrap().contains("is now confirmed"));
     let me: Value = app.get_me(&token).await.json().await.unwrap();
     assert_eq!(me["email_verified"], true);
     assert_eq!(
@@ -201,6 +231,18 @@ async fn signup_sends_a_verification_link(backend: Backend) {
         StatusCode::BAD_REQUEST,
         "single use"
     );
+    let events = "SELECT COUNT(*) FROM events WHERE kind = $1";
+    assert_eq!(app.count(events, "email_verified").await, 1);
+
+    // The button posts with the page's CSRF token, like every form.
+    let forged = app
+        .client
+        .post(app.url("/verify-email"))
+        .form(&[("token", mail.token("/verify-email"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
 
 async fn required_verification_refuses_login_until_confirmed(backend: Backend) {
@@ -250,21 +292,15 @@ async fn required_verification_refuses_login_until_confirmed(backend: Backend) {
     assert_eq!(resend.status(), StatusCode::ACCEPTED);
     let second = smtp.expect("alice@example.com", "Confirm").await;
     assert_eq!(
-        app.client
-            .get(first.link("/verify-email"))
-            .send()
+        confirm_address(&app, &first.link("/verify-email"))
             .await
-            .unwrap()
             .status(),
         StatusCode::BAD_REQUEST,
         "superseded"
     );
     assert_eq!(
-        app.client
-            .get(second.link("/verify-email"))
-            .send()
+        confirm_address(&app, &second.link("/verify-email"))
             .await
-            .unwrap()
             .status(),
         StatusCode::OK
     );
@@ -327,11 +363,8 @@ async fn email_change_applies_only_when_the_new_address_is_confirmed(backend: Ba
         .await;
     let confirm = smtp.expect("new@example.com", "Confirm").await;
     assert_eq!(
-        app.client
-            .get(confirm.link("/verify-email"))
-            .send()
+        confirm_address(&app, &confirm.link("/verify-email"))
             .await
-            .unwrap()
             .status(),
         StatusCode::OK
     );

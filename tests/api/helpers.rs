@@ -407,6 +407,24 @@ impl TestApp {
     }
 }
 
+/// The value of the hidden field `name` in a page's form.
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name}: {html}"));
+    html[start + marker.len()..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The value of the hidden `csrf_token` field in a page.
+pub fn csrf_in(html: &str) -> String {
+    hidden_field(html, "csrf_token")
+}
+
 /// Asserts status and `detail` of an error response, returning the response's headers.
 pub async fn assert_detail(
     response: Response,

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::email::{
-    NEW_PASSWORD, PASSWORD, app_with_smtp, confirm_reset, request_reset, signup_with_email,
+    NEW_PASSWORD, PASSWORD, app_with_smtp, confirm_address, confirm_reset, request_reset,
+    signup_with_email,
 };
 use crate::helpers::{Backend, TestApp, spawn_app_with, wait_for};
 use crate::mail::SmtpSink;
@@ -43,7 +44,7 @@ async fn request_address_change(
 }
 
 async fn open(app: &TestApp, link: &str) -> StatusCode {
-    app.client.get(link).send().await.unwrap().status()
+    confirm_address(app, link).await.status()
 }
 
 async fn alices_address(app: &TestApp, token: &str) -> Value {

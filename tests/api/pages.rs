@@ -7,7 +7,7 @@ use reqwest::header::{LOCATION, SET_COOKIE};
 use sha2::{Digest, Sha256};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, csrf_in, spawn_app, spawn_app_with};
 use crate::metrics::{sample, scrape};
 
 both_backends!(
@@ -24,13 +24,6 @@ both_backends!(
     signup_page_shows_the_api_rules,
     account_page_lists_sessions_ends_them_and_changes_the_password,
 );
-
-/// The value of the hidden `csrf_token` field in a page.
-fn csrf_in(html: &str) -> String {
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
 
 /// The `Set-Cookie` header for `name`, if the response sets it.
 fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {

@@ -41,7 +41,10 @@ pub fn router() -> Router<AppState> {
             "/reset-password",
             get(recovery::show_reset).post(recovery::submit_reset),
         )
-        .route("/verify-email", get(recovery::verify_email))
+        .route(
+            "/verify-email",
+            get(recovery::show_verify_email).post(recovery::verify_email),
+        )
         .route(
             "/verify-email/send-again",
             axum::routing::post(recovery::resend_verification),

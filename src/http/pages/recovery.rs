@@ -6,15 +6,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::Cookie;
 use serde::Deserialize;
 
-use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage};
+use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage, VerifyEmailPage};
 use super::{CsrfForm, PageContext, PageError, render};
 use crate::audit::{self, EventKind};
-use crate::auth::recovery::{confirm_email, confirm_password_reset};
+use crate::auth::recovery::{LINK_INVALID, confirm_email, confirm_password_reset};
+use crate::auth::session::hash_token;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::PageQuery;
 use crate::http::recovery::{RESET_SENT, VERIFICATION_SENT, start_resend, start_reset};
 use crate::http::session::{ClientInfo, secure_cookie};
+use crate::store::EmailTokenPurpose;
 
 pub async fn show_forgot(ctx: PageContext) -> Response {
     let page = ForgotPasswordPage {
@@ -144,30 +146,49 @@ pub async fn submit_reset(
     }
 }
 
-/// The link in a confirmation email: proves the address and says so.
+/// The link in a confirmation email: a page with a button that confirms the address. Only
+/// the button's POST changes anything, so a mail scanner or a link preview that fetches the
+/// link confirms nothing (an address someone else typed into their account included).
+pub async fn show_verify_email(
+    State(state): State<AppState>,
+    ctx: PageContext,
+    PageQuery(query): PageQuery<TokenQuery>,
+) -> Result<Response, PageError> {
+    let purpose = EmailTokenPurpose::VerifyEmail;
+    let live = state
+        .store
+        .email_token_owner(&hash_token(&query.token), purpose, state.clock.now())
+        .await
+        .map_err(Error::from)?;
+    if live.is_none() {
+        return Err(Error::BadRequest(LINK_INVALID.into()).into());
+    }
+    let page = VerifyEmailPage {
+        nav: Nav::from_context(&ctx),
+        token: query.token,
+    };
+    Ok((ctx.jar, render(StatusCode::OK, &page)).into_response())
+}
+
+/// The confirmation page's button: proves the address and says so.
 pub async fn verify_email(
     State(state): State<AppState>,
     ClientInfo(client): ClientInfo,
-    PageQuery(query): PageQuery<TokenQuery>,
+    CsrfForm(fields): CsrfForm<TokenQuery>,
 ) -> Result<Response, PageError> {
-    match confirm_email(state.store.as_ref(), &query.token, state.clock.now()).await {
-        Ok(user) => {
-            audit::record(&state, EventKind::EmailVerified, Some(user.id), &client).await;
-            let message = format!(
-                "The address {} is now confirmed for the account {}.",
-                user.email.as_deref().unwrap_or_default(),
-                user.username
-            );
-            let page = ErrorPage {
-                nav: Nav::anonymous(),
-                title: "Email address confirmed",
-                message: &message,
-            };
-            Ok(render(StatusCode::OK, &page))
-        }
-        Err(err @ Error::BadRequest(_)) => Err(err.into()),
-        Err(other) => Err(other.into()),
-    }
+    let user = confirm_email(state.store.as_ref(), &fields.token, state.clock.now()).await?;
+    audit::record(&state, EventKind::EmailVerified, Some(user.id), &client).await;
+    let message = format!(
+        "The address {} is now confirmed for the account {}.",
+        user.email.as_deref().unwrap_or_default(),
+        user.username
+    );
+    let page = ErrorPage {
+        nav: Nav::anonymous(),
+        title: "Email address confirmed",
+        message: &message,
+    };
+    Ok(render(StatusCode::OK, &page))
 }
 
 #[derive(Debug, Deserialize)]

@@ -196,3 +196,10 @@ pub struct ResetPasswordPage {
     pub token: String,
     pub error: Option<String>,
 }
+
+#[derive(Template)]
+#[template(path = "verify_email.html")]
+pub struct VerifyEmailPage {
+    pub nav: Nav,
+    pub token: String,
+}
