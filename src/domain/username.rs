@@ -29,10 +29,9 @@ impl Username {
                 "Username must be at most {MAX_CHARS} characters long"
             ));
         }
-        if let Some(bad) = display
-            .chars()
-            .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
+        if let Some(bad) = display.chars().find(|&c| {
+            !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-')) || is_invisible_letter(c)
+        }) {
             return Err(format!(
                 "Username may only contain letters, digits, '.', '_' and '-' (found {bad:?})"
             ));
@@ -62,6 +61,14 @@ impl Username {
     pub fn key(&self) -> &str {
         &self.key
     }
+}
+
+/// Letters that draw nothing: the Hangul fillers, the only code points that are both
+/// alphanumeric and default-ignorable (Unicode's `Default_Ignorable_Code_Point`; the others
+/// are refused as punctuation or marks anyway). `alice` with one of them appended looks
+/// exactly like `alice`, so such a name could pass for another in a list or a message.
+fn is_invisible_letter(c: char) -> bool {
+    matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}')
 }
 
 fn fold_case(raw: &str) -> String {
@@ -120,6 +127,11 @@ mod tests {
             "a/b",
             "emoji😀",
             &"x".repeat(65),
+            // Invisible letters: each looks like plain "alice".
+            "alice\u{3164}",
+            "alice\u{FFA0}",
+            "ali\u{115F}ce",
+            "alice\u{17B4}",
         ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} should be refused");
         }
