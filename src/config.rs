@@ -476,6 +476,14 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// The origins allowed to call the API when `CORS_ORIGINS` is unset outside production: the
+/// tutorial backend's list (its Next.js dev server on port 3000 among them).
+pub const DEV_CORS_ORIGINS: [&str; 3] = [
+    "http://localhost",
+    "http://localhost:8080",
+    "http://localhost:3000",
+];
+
 /// The longest lifetime any setting may give a session, token or link: ten years. Every
 /// expiry is "now plus the lifetime", which a date library can only hold so far ahead.
 const MAX_LIFETIME: u64 = 3650 * DAY;
@@ -554,14 +562,17 @@ impl Config {
             ),
             None => load_or_create_secret(&data_dir)?,
         };
-        let cors_origins = var("CORS_ORIGINS")
-            .map(|v| {
-                v.split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_string())
-                    .filter(|o| !o.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let cors_origins = match var("CORS_ORIGINS") {
+            Some(v) => v
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            None if production => Vec::new(),
+            // The tutorial backend's own list, so its Next.js pages on a developer's machine
+            // call the API unchanged.
+            None => DEV_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+        };
         let defaults = HashParams::default();
         let hash_params = HashParams {
             memory_kib: parsed("ARGON2_MEMORY_KIB", defaults.memory_kib)?,

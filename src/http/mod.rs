@@ -29,11 +29,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use extract::{ApiJson, AuthUser, BearerSession};
@@ -200,5 +200,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             Method::PATCH,
             Method::DELETE,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        // Whatever the preflight asks for, as the tutorial's backend allowed (`["*"]`): a
+        // frontend may send headers of its own (tracing, `X-Requested-With`).
+        .allow_headers(AllowHeaders::mirror_request())
 }

@@ -173,3 +173,44 @@ mod reqwest {
         })
     }
 }
+
+/// With no `CORS_ORIGINS`, a developer's machine lets the tutorial's own origins call the API
+/// (its Next.js login page on port 3000 among them), with whatever headers the preflight
+/// asks for; production allows no origin until one is configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cors_origins_only_a_developer_machine_allows_the_tutorials_origins() {
+    for (env, allowed) in [("development", true), ("production", false)] {
+        let process = crate::process::Process::start(&[("GATEHOUSE_ENV", env)]);
+        let preflight = ::reqwest::Client::new()
+            .request(::reqwest::Method::OPTIONS, process.url("/token"))
+            .header("origin", "http://localhost:3000")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, x-requested-with",
+            )
+            .send()
+            .await
+            .unwrap();
+        let headers = preflight.headers();
+        let origin = headers.get("access-control-allow-origin");
+        if allowed {
+            assert_eq!(origin.unwrap(), "http://localhost:3000");
+            let asked = headers["access-control-allow-headers"].to_str().unwrap();
+            assert_eq!(asked, "authorization, x-requested-with");
+        } else {
+            assert!(origin.is_none(), "{env}: {headers:?}");
+        }
+        let other = ::reqwest::Client::new()
+            .request(::reqwest::Method::OPTIONS, process.url("/token"))
+            .header("origin", "https://elsewhere.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        let origin = other.headers().get("access-control-allow-origin");
+        assert!(origin.is_none(), "{env}");
+        process.terminate();
+        assert!(process.wait().0);
+    }
+}
