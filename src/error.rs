@@ -63,8 +63,6 @@ pub enum Error {
     MethodNotAllowed,
     #[error("forbidden: {0}")]
     Forbidden(String),
-    #[error("unsupported media type: {0}")]
-    UnsupportedMediaType(String),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("service unavailable")]
@@ -108,7 +106,6 @@ impl Error {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -150,7 +147,6 @@ impl Error {
             }
             Self::InactiveUser => "Inactive user".into(),
             Self::BadRequest(m) | Self::Conflict(m) | Self::Forbidden(m) => m.clone(),
-            Self::UnsupportedMediaType(m) => m.clone(),
             Self::NotFound => "Not Found".into(),
             Self::MethodNotAllowed => "Method Not Allowed".into(),
             Self::PayloadTooLarge => "Request body too large".into(),

@@ -58,18 +58,19 @@ impl IntoResponses for BearerErrors {
     }
 }
 
-/// An operation with a request body: too large, wrong media type, or fields breaking a rule.
+/// An operation with a request body: too large, or missing, malformed, of another media type,
+/// or with fields breaking a rule.
 pub struct BodyErrors;
 
 impl IntoResponses for BodyErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         map(vec![
             ("413", detail("Request body too large (64 KiB at most)")),
-            ("415", detail("Wrong Content-Type for this operation")),
             (
                 "422",
                 json_response(
-                    "A field is missing or breaks a rule, or the body is malformed",
+                    "A field is missing or breaks a rule, or the body is missing, malformed or \
+                     not of the operation's media type",
                     "HTTPValidationError",
                 ),
             ),

@@ -30,12 +30,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyForm<T> {
                 })?
             }
             "multipart/form-data" => multipart_fields(req, state).await?,
-            _ => {
-                return Err(Error::UnsupportedMediaType(
-                    "Expected a form (application/x-www-form-urlencoded or multipart/form-data)"
-                        .into(),
-                ));
-            }
+            // As FastAPI's form reader does: a body of any other type (JSON, say) holds no
+            // form fields, so the required ones are reported missing (a 422).
+            _ => Vec::new(),
         };
         parse_fields(fields).map(AnyForm)
     }

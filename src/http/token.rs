@@ -148,8 +148,21 @@ async fn password_grant(
     ClientInfo(client): ClientInfo,
     now: DateTime<Utc>,
 ) -> Result<(i64, User, String)> {
-    let username = request.username.ok_or_else(|| missing("username"))?;
-    let password = request.password.ok_or_else(|| missing("password"))?;
+    let (username, password) = match (request.username, request.password) {
+        (Some(username), Some(password)) => (username, password),
+        // Both missing fields at once, as FastAPI reports them.
+        (username, password) => {
+            let absent = [
+                ("username", username.is_none()),
+                ("password", password.is_none()),
+            ];
+            let errors = absent
+                .into_iter()
+                .filter(|(_, absent)| *absent)
+                .map(|(field, _)| FieldError::body(field, "Field required", "missing"));
+            return Err(Error::Validation(errors.collect()));
+        }
+    };
     let channel = LoginChannel::Api;
     let account = check_password_login(state, channel, &username, password, &client, now).await?;
     let event = audit::login_success_event(state, &account.user, &client, channel);
