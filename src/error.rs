@@ -165,6 +165,10 @@ impl From<StoreError> for Error {
                 tracing::warn!(%cause, "database unavailable");
                 Self::Unavailable
             }
+            StoreError::Contended(cause) => {
+                tracing::warn!(%cause, "database contention; the client may retry");
+                Self::Unavailable
+            }
             StoreError::Conflict(what) => Self::Conflict(what),
             StoreError::NotFound => Self::NotFound,
             StoreError::NulInText => {

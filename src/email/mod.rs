@@ -157,7 +157,11 @@ impl Transport for Outbox {
         #[cfg(unix)]
         file.mode(0o600);
         let message = build_message(&self.from, email)?.formatted();
-        file.open(&path).await?.write_all(&message).await?;
+        let mut file = file.open(&path).await?;
+        file.write_all(&message).await?;
+        // Tokio's file hands the bytes to a background write: flushing waits for it, so a
+        // full disk fails this delivery (and its retries) instead of going unnoticed.
+        file.flush().await?;
         let link = if self.log_links {
             email.link.as_deref().unwrap_or("-")
         } else {

@@ -8,9 +8,15 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found")]
     NotFound,
-    /// The database cannot be reached or is shutting down: the client should retry.
+    /// The database cannot be reached, is shutting down or takes no writes: the client
+    /// should retry.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database gave up this transaction for now, though it answers: a lost
+    /// serialization race, a deadlock, a lock not granted in time. The same request may
+    /// succeed when retried; other work need not wait.
+    #[error("database contention: {0}")]
+    Contended(String),
     /// Text the database cannot store: NUL, which PostgreSQL refuses in any text value. The
     /// domain types refuse it first; this keeps one that slips through a 400, not a 500.
     #[error("text with a NUL character")]
@@ -41,18 +47,19 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if is_outage(db.as_ref()) => {
                 Self::Unavailable(db.message().to_string())
             }
+            sqlx::Error::Database(db) if is_contention(db.as_ref()) => {
+                Self::Contended(db.message().to_string())
+            }
             other => Self::Other(other.into()),
         }
     }
 }
 
-/// Errors that mean "not now", not "never", so that the client may retry (a 503):
+/// Errors that mean the database is away, not "never", so that the client may retry (a 503):
 /// PostgreSQL's connection exceptions (08), operator intervention such as a shutdown (57),
-/// insufficient resources (53), a database not accepting connections (55000), a lock not
-/// granted in time (55P03), a transaction that lost a serialization race or was chosen to
-/// break a deadlock (40001, 40P01), and a server that takes no writes (25006: a standby, as
-/// during a failover); SQLite's busy, locked, I/O-error and disk-full codes, extended forms
-/// included.
+/// insufficient resources (53), a database not accepting connections (55000) and a server
+/// that takes no writes (25006: a standby, as during a failover); SQLite's busy and locked
+/// codes, extended forms included.
 fn is_outage(db: &dyn DatabaseError) -> bool {
     let Some(code) = db.code() else { return false };
     let code = code.as_ref();
@@ -60,10 +67,16 @@ fn is_outage(db: &dyn DatabaseError) -> bool {
     // PostgreSQL's SQLSTATEs have five characters.
     if code.len() < 5 {
         let primary = code.parse::<u32>().map(|n| n & 0xff);
-        return primary.is_ok_and(|n| matches!(n, 5 | 6 | 10 | 13));
+        return primary.is_ok_and(|n| matches!(n, 5 | 6));
     }
     ["08", "57", "53"]
         .iter()
         .any(|class| code.starts_with(class))
-        || matches!(code, "55000" | "55P03" | "40001" | "40P01" | "25006")
+        || matches!(code, "55000" | "25006")
+}
+
+/// PostgreSQL giving up one transaction while it answers others: a lost serialization race
+/// (40001), a deadlock victim (40P01), a lock not granted in time (55P03).
+fn is_contention(db: &dyn DatabaseError) -> bool {
+    matches!(db.code().as_deref(), Some("40001" | "40P01" | "55P03"))
 }

@@ -384,14 +384,21 @@ impl TestApp {
     /// for an outage) whenever `event` (`INSERT`, `DELETE`, ...) writes to `table`, until
     /// `DROP TRIGGER away ON <table>`.
     pub async fn postgres_away_on(&self, event: &str, table: &str) {
+        self.postgres_raises_on("57P03", event, table).await;
+    }
+
+    /// Has PostgreSQL raise the error `sqlstate` ("refused with <sqlstate>") whenever `event`
+    /// writes to `table`, until `DROP TRIGGER away ON <table>`.
+    pub async fn postgres_raises_on(&self, sqlstate: &str, event: &str, table: &str) {
         let TestDb::Postgres { pool, .. } = &self.db else {
             panic!("a PostgreSQL test app");
         };
         let function = "CREATE OR REPLACE FUNCTION away() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN RAISE EXCEPTION 'the database is starting up' USING ERRCODE = '57P03'; END $$";
+             BEGIN RAISE EXCEPTION 'refused with %', TG_ARGV[0] USING ERRCODE = TG_ARGV[0]; END $$";
         sqlx::query(function).execute(pool).await.unwrap();
         let trigger = format!(
-            "CREATE TRIGGER away BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION away()"
+            "CREATE TRIGGER away BEFORE {event} ON {table} FOR EACH ROW \
+             EXECUTE FUNCTION away('{sqlstate}')"
         );
         let trigger = sqlx::query(sqlx::AssertSqlSafe(trigger));
         trigger.execute(pool).await.unwrap();

@@ -299,26 +299,12 @@ async fn errors_worth_a_retry_are_503() {
     let app = spawn_app(Backend::Postgres).await;
     let token = app.signup_and_login("alice").await;
     let note = serde_json::json!({"text": "a note", "completed": false});
-    app.execute_sql(
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = TG_ARGV[0]; END $$",
-    )
-    .await;
     for code in ["40001", "40P01", "55P03", "25006"] {
-        let trigger = format!(
-            "CREATE TRIGGER refuse BEFORE INSERT ON notes FOR EACH ROW EXECUTE FUNCTION refuse('{code}')"
-        );
-        let TestDb::Postgres { pool, .. } = &app.db else {
-            unreachable!()
-        };
-        sqlx::query(sqlx::AssertSqlSafe(trigger))
-            .execute(pool)
-            .await
-            .unwrap();
+        app.postgres_raises_on(code, "INSERT", "notes").await;
         let refused = app.post_auth("/notes/", &token, &note).await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
         assert!(refused.headers().contains_key("retry-after"), "{code}");
-        app.execute_sql("DROP TRIGGER refuse ON notes").await;
+        app.execute_sql("DROP TRIGGER away ON notes").await;
     }
     let written = app.post_auth("/notes/", &token, &note).await;
     assert_eq!(written.status(), StatusCode::OK);

@@ -138,8 +138,8 @@ macro_rules! impl_session_store {
                 // Every change to a family takes its session's lock before any token's, as a
                 // logout's delete does. Concurrent uses of one token then queue here, and
                 // none waits on a token another holds while holding the session: that order
-                // ended in a deadlock on PostgreSQL (a 500) when a reuse's cascade met a use
-                // that had marked the token.
+                // ended in a deadlock on PostgreSQL (one use failed) when a reuse's cascade
+                // met a use that had marked the token.
                 if !Self::lock_row(&mut tx, $crate::store::sql::RowLock::Session(session_id)).await? {
                     return Ok(Rotation::Invalid);
                 }
