@@ -52,6 +52,15 @@ pub fn secure_cookie(
     cookie.build()
 }
 
+/// What removes the cookie `name` from a browser: the same path, and `Secure` over https,
+/// without which a browser ignores any `__Host-` cookie, its removal included.
+pub fn removal_cookie(config: &Config, name: &'static str) -> Cookie<'static> {
+    Cookie::build(name)
+        .path("/")
+        .secure(config.is_https())
+        .build()
+}
+
 /// The signed-in user of a browser request, with their session.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
@@ -149,5 +158,5 @@ pub async fn end_session(state: &AppState, jar: CookieJar) -> Result<CookieJar> 
         .store
         .delete_session_by_token_hash(&hash_token(cookie.value()))
         .await?;
-    Ok(jar.remove(Cookie::build(name).path("/")))
+    Ok(jar.remove(removal_cookie(&state.config, name)))
 }

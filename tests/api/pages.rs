@@ -742,3 +742,65 @@ async fn a_page_sign_up_whose_session_cannot_start_sends_the_user_to_log_in() {
     let login = app.page_login("alice", &[]).await;
     assert_eq!(location(&login), "/account");
 }
+
+/// Over https the cookies carry the `__Host-` prefix, and a browser ignores any such cookie
+/// without `Secure`, its removal included: logging out clears the session cookie with
+/// `Secure`, or the browser would keep sending it. (The client here speaks plain HTTP to the
+/// service, which only believes it is behind https; it sends the cookies by hand.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_log_out_clears_the_host_cookie_with_secure() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.public_url = "https://127.0.0.1:0/".parse().unwrap();
+    })
+    .await;
+    assert_eq!(
+        app.signup("alice", "correct horse battery").await.status(),
+        StatusCode::OK
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut cookies: Vec<String> = Vec::new();
+    // Posts the form of the page `from` to `action`, keeping the cookies the page sets.
+    let post =
+        async |(from, action): (&str, &str), cookies: &mut Vec<String>, fields: &[(&str, &str)]| {
+            let page = client
+                .get(app.url(from))
+                .header("cookie", cookies.join("; "));
+            let page = page.send().await.unwrap();
+            cookies.extend(
+                page.headers()
+                    .get_all(SET_COOKIE)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string()),
+            );
+            let csrf = csrf_in(&page.text().await.unwrap());
+            let mut form = fields.to_vec();
+            form.push(("csrf_token", &csrf));
+            client
+                .post(app.url(action))
+                .header("origin", &app.base)
+                .header("cookie", cookies.join("; "))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        };
+    let fields = [("username", "alice"), ("password", "correct horse battery")];
+    let signed_in = post(("/login", "/login"), &mut cookies, &fields).await;
+    assert_eq!(location(&signed_in), "/account");
+    let session = set_cookie(&signed_in, "__Host-gatehouse_session").expect("a session cookie");
+    assert!(session.contains("Secure"), "{session}");
+    cookies.push(format!(
+        "__Host-gatehouse_session={}",
+        cookie_value(&session)
+    ));
+
+    let signed_out = post(("/account", "/account/logout"), &mut cookies, &[]).await;
+    assert_eq!(location(&signed_out), "/login?notice=signed-out");
+    let cleared = set_cookie(&signed_out, "__Host-gatehouse_session").expect("a removal");
+    for part in ["Max-Age=0", "Path=/", "Secure"] {
+        assert!(cleared.contains(part), "{part} in {cleared}");
+    }
+}

@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::cookie::Cookie;
 use serde::Deserialize;
 
 use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage, VerifyEmailPage};
@@ -15,7 +14,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::PageQuery;
 use crate::http::recovery::{RESET_SENT, VERIFICATION_SENT, start_resend, start_reset};
-use crate::http::session::{ClientInfo, secure_cookie};
+use crate::http::session::{ClientInfo, removal_cookie, secure_cookie};
 use crate::store::EmailTokenPurpose;
 
 pub async fn show_forgot(ctx: PageContext) -> Response {
@@ -131,7 +130,7 @@ pub async fn submit_reset(
             audit::record_detail(&state, kind, Some(user.id), &client, "page").await;
             let jar = ctx
                 .jar
-                .remove(Cookie::build(reset_cookie_name(&state)).path("/"));
+                .remove(removal_cookie(&state.config, reset_cookie_name(&state)));
             Ok((jar, Redirect::to("/login?notice=password-reset")).into_response())
         }
         Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
