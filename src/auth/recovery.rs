@@ -177,6 +177,19 @@ pub async fn send_verification(
         .await
 }
 
+/// Whether an address confirmation link still works (without using it).
+pub async fn verification_link_is_live(
+    store: &dyn Store,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let (hash, purpose) = (hash_token(token), EmailTokenPurpose::VerifyEmail);
+    Ok(store
+        .email_token_owner(&hash, purpose, now)
+        .await?
+        .is_some())
+}
+
 /// What a used, superseded, expired or unknown confirmation link gets.
 pub const LINK_INVALID: &str = "This confirmation link is invalid or has expired.";
 

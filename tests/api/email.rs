@@ -52,10 +52,22 @@ pub(crate) async fn signup_with_email(app: &TestApp, username: &str, email: &str
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+/// Opens an emailed link as a browser would: the link moves its token into a cookie (which
+/// the client keeps) and redirects to its bare page; the page's answer.
+pub(crate) async fn open_link(app: &TestApp, link: &str) -> reqwest::Response {
+    let opened = app.client.get(link).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::SEE_OTHER, "{link}");
+    let bare = opened.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap();
+    assert!(!bare.contains("token"), "{bare}");
+    app.client.get(app.url(bare)).send().await.unwrap()
+}
+
 /// Opens an address confirmation link as a person would: the page, then its button. The
 /// page's answer if it refuses the link, else the button's.
 pub(crate) async fn confirm_address(app: &TestApp, link: &str) -> reqwest::Response {
-    let page = app.client.get(link).send().await.unwrap();
+    let page = open_link(app, link).await;
     if page.status() != StatusCode::OK {
         return page;
     }
@@ -215,7 +227,7 @@ async fn signup_sends_a_verification_link(backend: Backend) {
     let link = mail.link("/verify-email");
     // Fetching the link (a mail scanner, a link preview) shows a button and confirms nothing.
     for _ in 0..2 {
-        let page = app.client.get(&link).send().await.unwrap();
+        let page = open_link(&app, &link).await;
         assert_eq!(page.status(), StatusCode::OK);
         assert!(page.text().await.unwrap().contains("Confirm this address"));
     }
@@ -223,11 +235,18 @@ async fn signup_sends_a_verification_link(backend: Backend) {
     assert_eq!(me["email_verified"], false);
     let confirmed = confirm_address(&app, &link).await;
     assert_eq!(confirmed.status(), StatusCode::OK);
+    let cleared = confirmed.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap();
+    assert!(
+        cleared.starts_with("gatehouse_verify=;") && cleared.contains("Max-Age=0"),
+        "the link's cookie goes with it: {cleared}"
+    );
     assert!(confirmed.text().await.unwrap().contains("is now confirmed"));
     let me: Value = app.get_me(&token).await.json().await.unwrap();
     assert_eq!(me["email_verified"], true);
     assert_eq!(
-        app.client.get(&link).send().await.unwrap().status(),
+        open_link(&app, &link).await.status(),
         StatusCode::BAD_REQUEST,
         "single use"
     );

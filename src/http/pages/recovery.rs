@@ -3,19 +3,20 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage, VerifyEmailPage};
 use super::{CsrfForm, PageContext, PageError, render};
 use crate::audit::{self, EventKind};
-use crate::auth::recovery::{LINK_INVALID, confirm_email, confirm_password_reset};
-use crate::auth::session::hash_token;
+use crate::auth::recovery::{
+    LINK_INVALID, confirm_email, confirm_password_reset, verification_link_is_live,
+};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::PageQuery;
 use crate::http::recovery::{RESET_SENT, VERIFICATION_SENT, start_resend, start_reset};
 use crate::http::session::{ClientInfo, removal_cookie, secure_cookie};
-use crate::store::EmailTokenPurpose;
 
 pub async fn show_forgot(ctx: PageContext) -> Response {
     let page = ForgotPasswordPage {
@@ -64,38 +65,81 @@ pub struct TokenQuery {
     token: String,
 }
 
-/// The reset link's token, kept while its page is open. `__Host-` over https, like the
-/// session cookie.
-fn reset_cookie_name(state: &AppState) -> &'static str {
-    if state.config.is_https() {
-        "__Host-gatehouse_reset"
-    } else {
-        "gatehouse_reset"
+/// The page an emailed link opens. Each moves the link's token into a cookie and redirects
+/// to its bare address, so the token leaves the address bar at once: it stays out of the
+/// browser's history and of the `Referer` the page's own requests send (proxies log both).
+/// The page then carries it in its form, and the cookie goes once the link is used.
+#[derive(Debug, Clone, Copy)]
+enum LinkPage {
+    ResetPassword,
+    VerifyEmail,
+}
+
+impl LinkPage {
+    fn path(self) -> &'static str {
+        match self {
+            Self::ResetPassword => "/reset-password",
+            Self::VerifyEmail => "/verify-email",
+        }
+    }
+
+    /// The cookie that keeps the token: `__Host-` over https, like the session cookie.
+    fn cookie_name(self, state: &AppState) -> &'static str {
+        match (self, state.config.is_https()) {
+            (Self::ResetPassword, true) => "__Host-gatehouse_reset",
+            (Self::ResetPassword, false) => "gatehouse_reset",
+            (Self::VerifyEmail, true) => "__Host-gatehouse_verify",
+            (Self::VerifyEmail, false) => "gatehouse_verify",
+        }
+    }
+
+    /// The link opened: from the address, the cookie and a redirect to the bare page; on
+    /// the bare page, the token the cookie keeps.
+    fn open(self, state: &AppState, jar: CookieJar, from_address: String) -> Opened {
+        let name = self.cookie_name(state);
+        if !from_address.is_empty() {
+            let ttl = match self {
+                Self::ResetPassword => state.config.mail.reset_token_ttl,
+                Self::VerifyEmail => state.config.mail.verification_token_ttl,
+            };
+            let cookie = secure_cookie(&state.config, name, from_address, Some(ttl));
+            return Opened::Redirect((jar.add(cookie), Redirect::to(self.path())).into_response());
+        }
+        let token = jar.get(name).map(|c| c.value().to_string());
+        Opened::Page(jar, token.unwrap_or_default())
+    }
+
+    /// The cookie's removal, once the link is used.
+    fn forget(self, state: &AppState, jar: CookieJar) -> CookieJar {
+        jar.remove(removal_cookie(&state.config, self.cookie_name(state)))
     }
 }
 
-/// The emailed link (`/reset-password?token=...`) moves its token into a cookie and
-/// redirects to the bare page, so the token leaves the address bar at once: it stays out of
-/// the browser's history and of the `Referer` the page's own requests send (proxies log
-/// both). The page then carries it in its form.
+/// What `LinkPage::open` found.
+enum Opened {
+    /// The link itself: its answer moves the token into the cookie.
+    Redirect(Response),
+    /// The bare page, with the cookies and the token.
+    Page(CookieJar, String),
+}
+
+/// The reset link's page: a form for the new password.
 pub async fn show_reset(
     State(state): State<AppState>,
     ctx: PageContext,
     PageQuery(query): PageQuery<TokenQuery>,
 ) -> Response {
-    let name = reset_cookie_name(&state);
-    if !query.token.is_empty() {
-        let ttl = Some(state.config.mail.reset_token_ttl);
-        let cookie = secure_cookie(&state.config, name, query.token, ttl);
-        return (ctx.jar.add(cookie), Redirect::to("/reset-password")).into_response();
-    }
-    let token = ctx.jar.get(name).map(|c| c.value().to_string());
+    let nav = Nav::from_context(&ctx);
+    let (jar, token) = match LinkPage::ResetPassword.open(&state, ctx.jar, query.token) {
+        Opened::Page(jar, token) => (jar, token),
+        Opened::Redirect(redirect) => return redirect,
+    };
     let page = ResetPasswordPage {
-        nav: Nav::from_context(&ctx),
-        token: token.unwrap_or_default(),
+        nav,
+        token,
         error: None,
     };
-    (ctx.jar, render(StatusCode::OK, &page)).into_response()
+    (jar, render(StatusCode::OK, &page)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,9 +172,7 @@ pub async fn submit_reset(
         Ok(user) => {
             let kind = EventKind::PasswordReset;
             audit::record_detail(&state, kind, Some(user.id), &client, "page").await;
-            let jar = ctx
-                .jar
-                .remove(removal_cookie(&state.config, reset_cookie_name(&state)));
+            let jar = LinkPage::ResetPassword.forget(&state, ctx.jar);
             Ok((jar, Redirect::to("/login?notice=password-reset")).into_response())
         }
         Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
@@ -153,25 +195,22 @@ pub async fn show_verify_email(
     ctx: PageContext,
     PageQuery(query): PageQuery<TokenQuery>,
 ) -> Result<Response, PageError> {
-    let purpose = EmailTokenPurpose::VerifyEmail;
-    let live = state
-        .store
-        .email_token_owner(&hash_token(&query.token), purpose, state.clock.now())
-        .await
-        .map_err(Error::from)?;
-    if live.is_none() {
+    let nav = Nav::from_context(&ctx);
+    let (jar, token) = match LinkPage::VerifyEmail.open(&state, ctx.jar, query.token) {
+        Opened::Page(jar, token) => (jar, token),
+        Opened::Redirect(redirect) => return Ok(redirect),
+    };
+    if !verification_link_is_live(state.store.as_ref(), &token, state.clock.now()).await? {
         return Err(Error::BadRequest(LINK_INVALID.into()).into());
     }
-    let page = VerifyEmailPage {
-        nav: Nav::from_context(&ctx),
-        token: query.token,
-    };
-    Ok((ctx.jar, render(StatusCode::OK, &page)).into_response())
+    let page = VerifyEmailPage { nav, token };
+    Ok((jar, render(StatusCode::OK, &page)).into_response())
 }
 
 /// The confirmation page's button: proves the address and says so.
 pub async fn verify_email(
     State(state): State<AppState>,
+    ctx: PageContext,
     ClientInfo(client): ClientInfo,
     CsrfForm(fields): CsrfForm<TokenQuery>,
 ) -> Result<Response, PageError> {
@@ -187,7 +226,8 @@ pub async fn verify_email(
         title: "Email address confirmed",
         message: &message,
     };
-    Ok(render(StatusCode::OK, &page))
+    let jar = LinkPage::VerifyEmail.forget(&state, ctx.jar);
+    Ok((jar, render(StatusCode::OK, &page)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
