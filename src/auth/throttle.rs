@@ -136,8 +136,9 @@ pub async fn record_failure(store: &dyn Store, username: &str, now: DateTime<Utc
     Ok(u32::try_from(counted.failures).unwrap_or(0))
 }
 
-/// Forgets the failures of an account after a successful login. (A new password forgets
-/// them in its own transaction, `UserStore::set_password`.)
+/// Forgets the failures of an account once its password is proven: a successful login, or
+/// the current password asked for by a change of password or address or by an account
+/// deletion. (A new password forgets them in its own transaction, `UserStore::set_password`.)
 pub async fn clear(store: &dyn Store, username: &str) -> Result<()> {
     store.clear_login_failures(&name_hash(username)).await?;
     Ok(())

@@ -1,9 +1,9 @@
 use std::fmt;
 
-/// An email address the mailer can send to: the syntax of RFC 5321 as the mailer checks it
-/// (so `john..doe@example.com` or `a,b@example.com` is refused here, not by a message that
-/// fails in the background), with a dot in the domain. Only a delivered message proves an
-/// address.
+/// An email address in the syntax the mailer checks (RFC 5321; `john..doe@example.com` or
+/// `a,b@example.com` is refused here, not by a message that fails in the background), with
+/// a dot in the domain. Non-ASCII addresses pass, as RFC 6531 allows; a server without
+/// SMTPUTF8 may still refuse them. Only a delivered message proves an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 

@@ -49,6 +49,20 @@ pub(in crate::store) enum RowLock {
     User(i64),
 }
 
+/// Ends the sessions of user `$1` but `$2` (-1, which no session has, keeps none).
+pub(in crate::store) const END_SESSIONS_BUT: &str =
+    "DELETE FROM sessions WHERE user_id = $1 AND id <> $2";
+
+/// Voids the links mailed to user `$2` that still work at `$1`. Expired ones are left to
+/// housekeeping, which deletes them in id ranges: the two statements then never write the
+/// same rows, so they cannot lock them in opposite orders.
+pub(in crate::store) const VOID_LINKS: &str = "UPDATE email_tokens SET used_at = $1 \
+     WHERE user_id = $2 AND used_at IS NULL AND expires_at > $1";
+
+/// Forgets the failed logins counted against name hash `$1` (`ThrottleStore`).
+pub(in crate::store) const FORGET_FAILURES: &str =
+    "DELETE FROM login_throttle WHERE name_hash = $1";
+
 /// Columns of `User`.
 macro_rules! user_columns {
     () => {

@@ -101,7 +101,7 @@ macro_rules! impl_profile_store {
                     return Ok(None);
                 };
                 // Links mailed before, to the old address, stop working with it.
-                sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+                sqlx::query($crate::store::sql::VOID_LINKS)
                     .bind(now)
                     .bind(user_id)
                     .execute(&mut *tx)

@@ -109,9 +109,8 @@ macro_rules! impl_session_store {
             }
 
             async fn delete_other_sessions(&self, user_id: i64, keep: Option<i64>) -> $crate::store::StoreResult<u64> {
-                // -1 matches no session: "keep none".
                 let _forget = self.cache.forget_after($crate::store::session_cache::Change::User(user_id));
-                let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+                let done = sqlx::query($crate::store::sql::END_SESSIONS_BUT)
                     .bind(user_id)
                     .bind(keep.unwrap_or(-1))
                     .execute(&self.pool)

@@ -25,7 +25,7 @@ macro_rules! impl_throttle_store {
             }
 
             async fn clear_login_failures(&self, name_hash: &str) -> $crate::store::StoreResult<()> {
-                sqlx::query("DELETE FROM login_throttle WHERE name_hash = $1")
+                sqlx::query($crate::store::sql::FORGET_FAILURES)
                     .bind(name_hash)
                     .execute(&self.pool)
                     .await?;

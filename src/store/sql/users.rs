@@ -119,8 +119,7 @@ macro_rules! impl_user_store {
                         return Ok(PasswordSet::LinkUnusable);
                     }
                 }
-                // -1 matches no session: "keep none".
-                let sessions_ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+                let sessions_ended = sqlx::query($crate::store::sql::END_SESSIONS_BUT)
                     .bind(user_id)
                     .bind(change.keep_session.unwrap_or(-1))
                     .execute(&mut *tx)
@@ -128,12 +127,12 @@ macro_rules! impl_user_store {
                     .rows_affected();
                 // Links mailed before stop working: a reset link or an address change waiting
                 // in a mailbox someone else reads must not outlive the password.
-                sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+                sqlx::query($crate::store::sql::VOID_LINKS)
                     .bind(now)
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM login_throttle WHERE name_hash = $1")
+                sqlx::query($crate::store::sql::FORGET_FAILURES)
                     .bind(change.failures_of)
                     .execute(&mut *tx)
                     .await?;
