@@ -57,16 +57,24 @@ impl<T: DeserializeOwned + PartialSchema, S: Send + Sync> FromRequest<S> for Api
         if !value.is_object() {
             return Err(not_an_object());
         }
-        let missing = missing_fields::<T>(&value);
-        if !missing.is_empty() {
-            return Err(Error::Validation(missing));
+        match deserialize_located(&value) {
+            // serde stops at the first missing field: the schema names them all, built only
+            // then, not for every body.
+            Err(Error::Validation(errors)) if errors.iter().any(|e| e.kind == "missing") => {
+                let missing = missing_fields::<T>(&value);
+                Err(Error::Validation(if missing.is_empty() {
+                    errors
+                } else {
+                    missing
+                }))
+            }
+            parsed => parsed.map(ApiJson),
         }
-        parse_value(value).map(ApiJson)
     }
 }
 
-/// The fields `T`'s schema requires that `body` lacks, each as FastAPI reports it. serde
-/// stops at the first; a client sending `{}` learns of them all at once.
+/// The fields `T`'s schema requires that `body` lacks, each as FastAPI reports it, so that a
+/// client sending `{}` learns of them all at once.
 fn missing_fields<T: PartialSchema>(body: &serde_json::Value) -> Vec<FieldError> {
     let RefOr::T(Schema::Object(object)) = T::schema() else {
         return Vec::new();
