@@ -30,7 +30,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
@@ -162,6 +162,7 @@ pub fn router(state: AppState) -> Router {
 
 /// `router` with `routes` merged in (`app_with`).
 fn router_with(state: AppState, routes: Router<AppState>) -> Router {
+    let api_paths: Arc<[String]> = docs::openapi().paths.paths.into_keys().collect();
     Router::new()
         // The JSON API and its documentation (`/openapi.json`, `/docs`), from one list.
         .merge(docs::router())
@@ -170,16 +171,44 @@ fn router_with(state: AppState, routes: Router<AppState>) -> Router {
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         // After the 405 fallback, which replaces each route's own: a 405 keeps its route.
         .route_layer(axum::middleware::from_fn(request_log::record_route))
-        .fallback(not_found)
+        .fallback(move |uri, headers| not_found(api_paths, uri, headers))
         .with_state(state)
 }
 
-/// A 404 as a page for browsers, as JSON for API clients.
-async fn not_found(headers: axum::http::HeaderMap) -> Response {
+/// A path of the API with the trailing slash added or taken away is sent on to the API's
+/// own with a 307 (method and body kept), as FastAPI does (`/token/`, `/notes/1/`). Anything
+/// else is a 404, as a page for browsers and as JSON for API clients.
+async fn not_found(
+    api_paths: Arc<[String]>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let path = uri.path();
+    let other = match path.strip_suffix('/') {
+        Some(without) if !without.is_empty() => without.to_string(),
+        Some(_) => String::new(),
+        None => format!("{path}/"),
+    };
+    if !other.is_empty() && api_paths.iter().any(|t| path_matches(t, &other)) {
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        return Redirect::temporary(&format!("{other}{query}")).into_response();
+    }
     if pages::wants_html(&headers) {
         pages::PageError::Service(Error::NotFound).into_response()
     } else {
         Error::NotFound.into_response()
+    }
+}
+
+/// Whether `path` is one the OpenAPI path `template` (`/notes/{id}`) names.
+fn path_matches(template: &str, path: &str) -> bool {
+    let (mut template, mut path) = (template.split('/'), path.split('/'));
+    loop {
+        match (template.next(), path.next()) {
+            (None, None) => return true,
+            (Some(t), Some(p)) if t == p || (t.starts_with('{') && !p.is_empty()) => {}
+            _ => return false,
+        }
     }
 }
 

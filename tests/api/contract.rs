@@ -13,6 +13,7 @@ both_backends!(
     oversized_bodies_are_413,
     cors_allows_configured_origins_only,
     unknown_routes_and_methods_have_json_errors,
+    a_path_off_by_its_trailing_slash_is_sent_on,
     request_ids_are_generated_and_echoed,
     health_and_readiness,
 );
@@ -259,6 +260,72 @@ async fn unknown_routes_and_methods_have_json_errors(backend: Backend) {
         "Method Not Allowed",
     )
     .await;
+}
+
+/// As FastAPI answers: an API path with its trailing slash added or dropped is a 307 to the
+/// API's own, which keeps the method and the body, so a client that follows it is served.
+/// `/notes` is the notes page, but a client with a bearer token asking it means the API.
+async fn a_path_off_by_its_trailing_slash_is_sent_on(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("alice", "correct horse battery").await;
+    // A client that follows redirects, as fetch and curl -L do.
+    let follows = reqwest::Client::new();
+    let login = [("username", "alice"), ("password", "correct horse battery")];
+    let sent_on = app
+        .client
+        .post(app.url("/token/"))
+        .form(&login)
+        .send()
+        .await;
+    let sent_on = sent_on.unwrap();
+    assert_eq!(sent_on.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(sent_on.headers()["location"], "/token");
+    let token = follows.post(app.url("/token/")).form(&login).send().await;
+    let body: Value = token.unwrap().json().await.unwrap();
+    let token = body["access_token"].as_str().expect("a token").to_string();
+
+    let note = json!({"text": "through /notes", "completed": false});
+    let created = follows
+        .post(app.url("/notes"))
+        .bearer_auth(&token)
+        .json(&note);
+    let created: Value = created.send().await.unwrap().json().await.unwrap();
+    assert_eq!(created["text"], "through /notes");
+    let listed = follows
+        .get(app.url("/notes?x=1"))
+        .bearer_auth(&token)
+        .send()
+        .await;
+    let listed: Value = listed.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let one = format!("/notes/{}/", created["id"]);
+    let asked = app
+        .client
+        .get(app.url(&one))
+        .bearer_auth(&token)
+        .send()
+        .await;
+    assert_eq!(
+        asked.unwrap().headers()["location"],
+        one.trim_end_matches('/')
+    );
+
+    // A browser without a token still gets the page's answer: signed out, the login page.
+    let page = app.client.get(app.url("/notes")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert!(
+        page.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    let missing = app
+        .client
+        .get(app.url("/no/such/route/"))
+        .send()
+        .await
+        .unwrap();
+    assert_detail(missing, StatusCode::NOT_FOUND, "Not Found").await;
 }
 
 async fn request_ids_are_generated_and_echoed(backend: Backend) {

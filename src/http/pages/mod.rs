@@ -14,7 +14,8 @@ mod templates;
 use askama::Template;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 pub use context::{CsrfForm, NoFields, PageContext, SignedInPage};
@@ -73,7 +74,12 @@ pub fn router() -> Router<AppState> {
             "/account/delete",
             axum::routing::post(account_delete::delete_account),
         )
-        .route("/notes", get(notes::show_notes).post(notes::add_note))
+        .route(
+            "/notes",
+            get(notes::show_notes)
+                .post(notes::add_note)
+                .route_layer(axum::middleware::from_fn(bearer_clients_to_the_api)),
+        )
         .route(
             "/notes/{id}/toggle",
             axum::routing::post(notes::toggle_note),
@@ -84,6 +90,21 @@ pub fn router() -> Router<AppState> {
         )
         .route("/static/app.css", get(stylesheet))
         .route("/static/password-hint.js", get(password_hint_script))
+}
+
+/// `/notes` is a page, and `/notes/` the API. A client that sends a bearer token to `/notes`
+/// means the API: it is sent on there with a 307, which keeps the method and the body, as
+/// FastAPI answers a path without its trailing slash, instead of to the login page.
+async fn bearer_clients_to_the_api(req: axum::extract::Request, next: Next) -> Response {
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        return next.run(req).await;
+    }
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    Redirect::temporary(&format!("/notes/{query}")).into_response()
 }
 
 async fn stylesheet() -> Response {
