@@ -18,21 +18,29 @@ use crate::store::User;
 
 /// A JSON body. Malformed JSON, a body of another content type, missing fields or wrong
 /// types become a 422 in FastAPI's shape (every missing field at once), never a 500. As in
-/// FastAPI, a body without a `Content-Type` is read as JSON.
+/// FastAPI, a body without a `Content-Type` is read as JSON, unless a browser says it comes
+/// from another site.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned + PartialSchema, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or_default().to_string());
-        let is_json = content_type.as_deref().is_none_or(|v| {
-            let mime = v.split(';').next().unwrap_or_default().trim();
-            mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
-        });
+        let headers = req.headers();
+        let is_json = match headers.get(header::CONTENT_TYPE) {
+            Some(value) => {
+                let value = value.to_str().unwrap_or_default();
+                let mime = value.split(';').next().unwrap_or_default().trim();
+                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+            }
+            // Not from a page of another site: a browser sends such a body there without
+            // asking (a "simple" request), so other sites' pages could spend their visitors'
+            // addresses on sign-ups and reset mail. Scripts and curl send no Sec-Fetch-Site.
+            None => !matches!(
+                headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+                Some("cross-site" | "same-site")
+            ),
+        };
         let bytes = read_body(req, state).await?;
         if bytes.is_empty() {
             return Err(Error::Validation(vec![FieldError {

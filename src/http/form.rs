@@ -2,7 +2,7 @@
 //! `multipart/form-data` (what the tutorial's login page sends with `FormData`).
 
 use axum::extract::{FromRequest, Multipart, Request};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -15,14 +15,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyForm<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let mime = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|m| m.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        let fields = match mime.as_str() {
+        let fields = match media_type(req.headers()).as_str() {
             "application/x-www-form-urlencoded" => {
                 let body = read_body(req, state).await?;
                 serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).map_err(|_| {
@@ -36,6 +29,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AnyForm<T> {
         };
         parse_fields(fields).map(AnyForm)
     }
+}
+
+/// The body's media type, lowercase, without parameters; empty without a `Content-Type`.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Whether the body is a form, of either kind `AnyForm` reads.
+pub fn is_form(headers: &HeaderMap) -> bool {
+    matches!(
+        media_type(headers).as_str(),
+        "application/x-www-form-urlencoded" | "multipart/form-data"
+    )
 }
 
 async fn multipart_fields<S: Send + Sync>(

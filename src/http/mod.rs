@@ -189,7 +189,9 @@ async fn not_found(
         Some(_) => String::new(),
         None => format!("{path}/"),
     };
-    if !other.is_empty() && api_paths.iter().any(|t| path_matches(t, &other)) {
+    // Never a path a browser could read as another host's (`//host`, `/\host`).
+    let local = !other.starts_with("//") && !other.contains('\\');
+    if local && !other.is_empty() && api_paths.iter().any(|t| path_matches(t, &other)) {
         let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
         return Redirect::temporary(&format!("{other}{query}")).into_response();
     }
@@ -212,8 +214,11 @@ fn path_matches(template: &str, path: &str) -> bool {
     }
 }
 
-/// CORS for the configured origins, with credentials, so a frontend on another origin (the
-/// tutorial's Next.js on port 3000) can call the API.
+/// CORS for the configured origins, so a frontend on another origin (the tutorial's Next.js
+/// on port 3000) can call the API with its bearer token. Without credentials: the API never
+/// reads cookies, and a credentialed request would carry the browser's session cookie to the
+/// pages (which cookies sign in to), letting a script on an allowed origin read them; on
+/// `localhost` every port is the same site, so the cookie would go.
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let allowed: Vec<HeaderValue> = origins
         .iter()
@@ -221,7 +226,6 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(allowed))
-        .allow_credentials(true)
         .allow_methods([
             Method::GET,
             Method::POST,

@@ -198,6 +198,7 @@ async fn without_cors_origins_only_a_developer_machine_allows_the_tutorials_orig
             assert_eq!(origin.unwrap(), "http://localhost:3000");
             let asked = headers["access-control-allow-headers"].to_str().unwrap();
             assert_eq!(asked, "authorization, x-requested-with");
+            assert!(headers.get("access-control-allow-credentials").is_none());
         } else {
             assert!(origin.is_none(), "{env}: {headers:?}");
         }

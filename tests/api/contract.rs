@@ -76,6 +76,17 @@ async fn malformed_bodies_are_4xx_never_500(backend: Backend) {
     let body = r#"{"username": "untyped", "password": "long enough phrase"}"#;
     let untyped = app.client.post(app.url("/users/")).body(body).send().await;
     assert_eq!(untyped.unwrap().status(), StatusCode::OK);
+    // Unless a browser says it comes from another site's page, which may send such a body
+    // without asking: not read, so no sign-up.
+    let body = r#"{"username": "cross", "password": "long enough phrase"}"#;
+    let cross = app.client.post(app.url("/users/")).body(body);
+    let cross = cross.header("sec-fetch-site", "cross-site").send().await;
+    assert_eq!(
+        detail(cross.unwrap()).await[0]["type"],
+        "model_attributes_type"
+    );
+    let signed_up = "SELECT COUNT(*) FROM users WHERE username = $1";
+    assert_eq!(app.count(signed_up, "cross").await, 0);
 }
 
 /// NUL, which PostgreSQL cannot store in text, wherever it comes in: the answer a name that
@@ -236,10 +247,10 @@ async fn cors_allows_configured_origins_only(backend: Backend) {
         allowed.headers()["access-control-allow-origin"],
         "http://localhost:3000"
     );
-    assert_eq!(
-        allowed.headers()["access-control-allow-credentials"],
-        "true"
-    );
+    // Never with credentials: a script on an allowed origin must not read the pages, which
+    // the session cookie signs in to, as the browser's user.
+    let credentials = allowed.headers().get("access-control-allow-credentials");
+    assert!(credentials.is_none(), "{credentials:?}");
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
@@ -310,15 +321,18 @@ async fn a_path_off_by_its_trailing_slash_is_sent_on(backend: Backend) {
         one.trim_end_matches('/')
     );
 
-    // A browser without a token still gets the page's answer: signed out, the login page.
-    let page = app.client.get(app.url("/notes")).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::SEE_OTHER);
-    assert!(
-        page.headers()["location"]
-            .to_str()
-            .unwrap()
-            .starts_with("/login")
-    );
+    // A browser without a token still gets the page's answer, signed out the login page,
+    // even behind HTTP Basic, which sends an Authorization header with every page.
+    for basic in [false, true] {
+        let mut page = app.client.get(app.url("/notes"));
+        if basic {
+            page = page.basic_auth("staging", Some("preview"));
+        }
+        let page = page.send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::SEE_OTHER);
+        let location = page.headers()["location"].to_str().unwrap();
+        assert!(location.starts_with("/login"), "{location}");
+    }
     let missing = app
         .client
         .get(app.url("/no/such/route/"))

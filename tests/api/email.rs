@@ -245,10 +245,14 @@ async fn signup_sends_a_verification_link(backend: Backend) {
     assert!(confirmed.text().await.unwrap().contains("is now confirmed"));
     let me: Value = app.get_me(&token).await.json().await.unwrap();
     assert_eq!(me["email_verified"], true);
-    assert_eq!(
-        open_link(&app, &link).await.status(),
-        StatusCode::BAD_REQUEST,
-        "single use"
+    let used = open_link(&app, &link).await;
+    assert_eq!(used.status(), StatusCode::BAD_REQUEST, "single use");
+    let forgotten = used.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap();
+    assert!(
+        forgotten.contains("Max-Age=0"),
+        "a dead link's cookie goes: {forgotten}"
     );
     let events = "SELECT COUNT(*) FROM events WHERE kind = $1";
     assert_eq!(app.count(events, "email_verified").await, 1);

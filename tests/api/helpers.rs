@@ -380,8 +380,8 @@ impl TestApp {
         .unwrap()
     }
 
-    /// Has PostgreSQL answer "the database is starting up" (57P03, which the service takes
-    /// for an outage) whenever `event` (`INSERT`, `DELETE`, ...) writes to `table`, until
+    /// Has PostgreSQL answer 57P03 ("cannot connect now", which the service takes for an
+    /// outage) whenever `event` (`INSERT`, `DELETE`, ...) writes to `table`, until
     /// `DROP TRIGGER away ON <table>`.
     pub async fn postgres_away_on(&self, event: &str, table: &str) {
         self.postgres_raises_on("57P03", event, table).await;

@@ -291,6 +291,20 @@ async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_403(backend
         .await
         .unwrap();
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    // Something other than a form, from our own origin with the cookie: a 400 page that says
+    // so, not a refusal that blames the token.
+    let not_a_form = app
+        .client
+        .post(app.url("/notes"))
+        .header("origin", &app.base)
+        .header("content-type", "text/plain")
+        .body(format!("text=x&csrf_token={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_form.status(), StatusCode::BAD_REQUEST);
+    let html = not_a_form.text().await.unwrap();
+    assert!(html.contains("something other than a form"), "{html}");
     assert_eq!(
         app.fetch_text("SELECT text FROM notes WHERE text = $1", "x")
             .await,

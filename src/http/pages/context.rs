@@ -106,6 +106,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
         }
         let seed = csrf_seed(&CookieJar::from_headers(&parts.headers), state)
             .ok_or(PageError::Forbidden)?;
+        // Our pages post forms; anything else was not sent by them, but says so plainly
+        // rather than as a missing CSRF token.
+        if !crate::http::form::is_form(&parts.headers) {
+            let unread = "The page sent something other than a form. Reload it and try again.";
+            return Err(crate::error::Error::BadRequest(unread.into()).into());
+        }
         let req = Request::from_parts(parts, body);
         let AnyForm(mut fields) = AnyForm::<Map<String, Value>>::from_request(req, state).await?;
         let submitted = match fields.remove("csrf_token") {

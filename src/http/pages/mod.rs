@@ -94,9 +94,16 @@ pub fn router() -> Router<AppState> {
 
 /// `/notes` is a page, and `/notes/` the API. A client that sends a bearer token to `/notes`
 /// means the API: it is sent on there with a 307, which keeps the method and the body, as
-/// FastAPI answers a path without its trailing slash, instead of to the login page.
+/// FastAPI answers a path without its trailing slash, instead of to the login page. (Not any
+/// `Authorization`: a browser behind HTTP Basic sends one with every page.)
 async fn bearer_clients_to_the_api(req: axum::extract::Request, next: Next) -> Response {
-    if !req.headers().contains_key(header::AUTHORIZATION) {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+    if !bearer {
         return next.run(req).await;
     }
     let query = req

@@ -181,7 +181,12 @@ pub async fn submit_reset(
                 token: fields.token,
                 error: Some(err.detail()),
             };
-            Ok((ctx.jar, render(err.status(), &page)).into_response())
+            // A dead link's cookie goes with it; a refused password keeps it for the retry.
+            let jar = match err {
+                Error::BadRequest(_) => LinkPage::ResetPassword.forget(&state, ctx.jar),
+                _ => ctx.jar,
+            };
+            Ok((jar, render(err.status(), &page)).into_response())
         }
         Err(other) => Err(other.into()),
     }
@@ -201,7 +206,8 @@ pub async fn show_verify_email(
         Opened::Redirect(redirect) => return Ok(redirect),
     };
     if !verification_link_is_live(state.store.as_ref(), &token, state.clock.now()).await? {
-        return Err(Error::BadRequest(LINK_INVALID.into()).into());
+        let dead = PageError::from(Error::BadRequest(LINK_INVALID.into()));
+        return Ok((LinkPage::VerifyEmail.forget(&state, jar), dead).into_response());
     }
     let page = VerifyEmailPage { nav, token };
     Ok((jar, render(StatusCode::OK, &page)).into_response())
@@ -214,7 +220,15 @@ pub async fn verify_email(
     ClientInfo(client): ClientInfo,
     CsrfForm(fields): CsrfForm<TokenQuery>,
 ) -> Result<Response, PageError> {
-    let user = confirm_email(state.store.as_ref(), &fields.token, state.clock.now()).await?;
+    let user = match confirm_email(state.store.as_ref(), &fields.token, state.clock.now()).await {
+        Ok(user) => user,
+        // A dead link's cookie goes with it; a database away keeps it for the retry.
+        Err(dead @ Error::BadRequest(_)) => {
+            let jar = LinkPage::VerifyEmail.forget(&state, ctx.jar);
+            return Ok((jar, PageError::from(dead)).into_response());
+        }
+        Err(other) => return Err(other.into()),
+    };
     audit::record(&state, EventKind::EmailVerified, Some(user.id), &client).await;
     let message = format!(
         "The address {} is now confirmed for the account {}.",
