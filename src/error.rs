@@ -32,6 +32,20 @@ impl FieldError {
             kind: kind.into(),
         }
     }
+
+    /// A required field of the request body that is not there, as FastAPI words it.
+    pub fn missing(field: &str) -> Self {
+        Self::body(field, "Field required", "missing")
+    }
+
+    /// The request body as a whole (missing, or not an object).
+    pub fn whole_body(msg: &str, kind: &str) -> Self {
+        Self {
+            loc: vec!["body".into()],
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
 }
 
 /// Why a bearer credential was refused; the two cases have different messages.

@@ -43,18 +43,12 @@ impl<T: DeserializeOwned + PartialSchema, S: Send + Sync> FromRequest<S> for Api
         };
         let bytes = read_body(req, state).await?;
         if bytes.is_empty() {
-            return Err(Error::Validation(vec![FieldError {
-                loc: vec!["body".into()],
-                msg: "Field required".into(),
-                kind: "missing".into(),
-            }]));
+            let missing = FieldError::whole_body("Field required", "missing");
+            return Err(Error::Validation(vec![missing]));
         }
         let not_an_object = || {
-            Error::Validation(vec![FieldError {
-                loc: vec!["body".into()],
-                msg: "Input should be a valid dictionary or object to extract fields from".into(),
-                kind: "model_attributes_type".into(),
-            }])
+            let msg = "Input should be a valid dictionary or object to extract fields from";
+            Error::Validation(vec![FieldError::whole_body(msg, "model_attributes_type")])
         };
         // FastAPI hands a body of another type to validation as bytes, which no model takes.
         if !is_json {
@@ -91,7 +85,7 @@ fn missing_fields<T: PartialSchema>(body: &serde_json::Value) -> Vec<FieldError>
         .required
         .iter()
         .filter(|name| body.get(name.as_str()).is_none())
-        .map(|name| FieldError::body(name, "Field required", "missing"))
+        .map(|name| FieldError::missing(name))
         .collect()
 }
 

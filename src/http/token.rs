@@ -159,7 +159,7 @@ async fn password_grant(
             let errors = absent
                 .into_iter()
                 .filter(|(_, absent)| *absent)
-                .map(|(field, _)| FieldError::body(field, "Field required", "missing"));
+                .map(|(field, _)| FieldError::missing(field));
             return Err(Error::Validation(errors.collect()));
         }
     };
@@ -205,7 +205,7 @@ async fn refresh_grant(
 }
 
 fn missing(field: &str) -> Error {
-    Error::Validation(vec![FieldError::body(field, "Field required", "missing")])
+    Error::Validation(vec![FieldError::missing(field)])
 }
 
 /// Token responses must not be cached (RFC 6749 section 5.1).
