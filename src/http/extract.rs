@@ -2,8 +2,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 use utoipa::PartialSchema;
 use utoipa::openapi::RefOr;
@@ -270,7 +270,8 @@ impl FromRequestParts<AppState> for BearerSession {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let invalid = || Error::Unauthorized(AuthFailure::Invalid);
-        let token = bearer_token(parts).ok_or(Error::Unauthorized(AuthFailure::Missing))?;
+        let token =
+            bearer_token(&parts.headers).ok_or(Error::Unauthorized(AuthFailure::Missing))?;
         let now = state.clock.now();
         let claims = state.tokens.verify(token, now).ok_or_else(invalid)?;
         let (user, session_id) = match claims.sid {
@@ -303,8 +304,8 @@ impl FromRequestParts<AppState> for BearerSession {
 }
 
 /// The token of an `Authorization: Bearer ...` header (scheme case-insensitive, as in RFC 6750).
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -192,14 +192,19 @@ async fn not_found(
     // Never a path a browser could read as another host's (`//host`, `/\host`).
     let local = !other.starts_with("//") && !other.contains('\\');
     if local && !other.is_empty() && api_paths.iter().any(|t| path_matches(t, &other)) {
-        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-        return Redirect::temporary(&format!("{other}{query}")).into_response();
+        return temporary_redirect(&other, &uri);
     }
     if pages::wants_html(&headers) {
         pages::PageError::Service(Error::NotFound).into_response()
     } else {
         Error::NotFound.into_response()
     }
+}
+
+/// A 307 to `path` with the query of `uri`: the client sends the same method and body there.
+fn temporary_redirect(path: &str, uri: &axum::http::Uri) -> Response {
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Redirect::temporary(&format!("{path}{query}")).into_response()
 }
 
 /// Whether `path` is one the OpenAPI path `template` (`/notes/{id}`) names.

@@ -15,13 +15,14 @@ use askama::Template;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 pub use context::{CsrfForm, NoFields, PageContext, SignedInPage};
 pub use redirect::safe_next;
 
-use super::AppState;
+use super::extract::bearer_token;
+use super::{AppState, temporary_redirect};
 use crate::error::Error;
 use templates::ErrorPage;
 
@@ -97,21 +98,10 @@ pub fn router() -> Router<AppState> {
 /// FastAPI answers a path without its trailing slash, instead of to the login page. (Not any
 /// `Authorization`: a browser behind HTTP Basic sends one with every page.)
 async fn bearer_clients_to_the_api(req: axum::extract::Request, next: Next) -> Response {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
-    if !bearer {
+    if bearer_token(req.headers()).is_none() {
         return next.run(req).await;
     }
-    let query = req
-        .uri()
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    Redirect::temporary(&format!("/notes/{query}")).into_response()
+    temporary_redirect("/notes/", req.uri())
 }
 
 async fn stylesheet() -> Response {
