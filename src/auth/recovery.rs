@@ -39,10 +39,7 @@ impl Outbound<'_> {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let (token, token_hash) = new_token();
-        let ttl = match purpose {
-            EmailTokenPurpose::PasswordReset => self.mail.reset_token_ttl,
-            EmailTokenPurpose::VerifyEmail => self.mail.verification_token_ttl,
-        };
+        let ttl = link_lifetime(self.mail, purpose);
         let expires_at =
             now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
         let email = (purpose == EmailTokenPurpose::VerifyEmail).then(|| to.to_string());
@@ -73,6 +70,14 @@ impl Outbound<'_> {
     fn notify(&self, to: &str, username: &str, kind: EmailKind<'_>) -> Result<()> {
         self.mailer.send(compose(to, username, kind)?);
         Ok(())
+    }
+}
+
+/// How long a link mailed for `purpose` works.
+pub fn link_lifetime(mail: &MailConfig, purpose: EmailTokenPurpose) -> std::time::Duration {
+    match purpose {
+        EmailTokenPurpose::PasswordReset => mail.reset_token_ttl,
+        EmailTokenPurpose::VerifyEmail => mail.verification_token_ttl,
     }
 }
 

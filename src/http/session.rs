@@ -16,21 +16,22 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::store::{LiveSession, NewEvent, User};
 
-/// `__Host-` binds a cookie to this exact host over https; browsers refuse it over http.
-pub fn session_cookie_name(config: &Config) -> &'static str {
+/// `name` (which starts `__Host-`) over https, where the prefix binds a cookie to this exact
+/// host; without the prefix over http, where browsers refuse it.
+pub fn host_cookie_name(config: &Config, name: &'static str) -> &'static str {
     if config.is_https() {
-        "__Host-gatehouse_session"
+        name
     } else {
-        "gatehouse_session"
+        name.strip_prefix("__Host-").unwrap_or(name)
     }
 }
 
+pub fn session_cookie_name(config: &Config) -> &'static str {
+    host_cookie_name(config, "__Host-gatehouse_session")
+}
+
 pub fn csrf_cookie_name(config: &Config) -> &'static str {
-    if config.is_https() {
-        "__Host-gatehouse_csrf"
-    } else {
-        "gatehouse_csrf"
-    }
+    host_cookie_name(config, "__Host-gatehouse_csrf")
 }
 
 /// A cookie with the attributes every Gatehouse cookie has.

@@ -10,13 +10,14 @@ use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage, Ve
 use super::{CsrfForm, PageContext, PageError, render};
 use crate::audit::{self, EventKind};
 use crate::auth::recovery::{
-    LINK_INVALID, confirm_email, confirm_password_reset, verification_link_is_live,
+    LINK_INVALID, confirm_email, confirm_password_reset, link_lifetime, verification_link_is_live,
 };
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::PageQuery;
 use crate::http::recovery::{RESET_SENT, VERIFICATION_SENT, start_resend, start_reset};
-use crate::http::session::{ClientInfo, removal_cookie, secure_cookie};
+use crate::http::session::{ClientInfo, host_cookie_name, removal_cookie, secure_cookie};
+use crate::store::EmailTokenPurpose;
 
 pub async fn show_forgot(ctx: PageContext) -> Response {
     let page = ForgotPasswordPage {
@@ -83,14 +84,20 @@ impl LinkPage {
         }
     }
 
+    fn purpose(self) -> EmailTokenPurpose {
+        match self {
+            Self::ResetPassword => EmailTokenPurpose::PasswordReset,
+            Self::VerifyEmail => EmailTokenPurpose::VerifyEmail,
+        }
+    }
+
     /// The cookie that keeps the token: `__Host-` over https, like the session cookie.
     fn cookie_name(self, state: &AppState) -> &'static str {
-        match (self, state.config.is_https()) {
-            (Self::ResetPassword, true) => "__Host-gatehouse_reset",
-            (Self::ResetPassword, false) => "gatehouse_reset",
-            (Self::VerifyEmail, true) => "__Host-gatehouse_verify",
-            (Self::VerifyEmail, false) => "gatehouse_verify",
-        }
+        let name = match self {
+            Self::ResetPassword => "__Host-gatehouse_reset",
+            Self::VerifyEmail => "__Host-gatehouse_verify",
+        };
+        host_cookie_name(&state.config, name)
     }
 
     /// The link opened: from the address, the cookie and a redirect to the bare page; on
@@ -98,10 +105,7 @@ impl LinkPage {
     fn open(self, state: &AppState, jar: CookieJar, from_address: String) -> Opened {
         let name = self.cookie_name(state);
         if !from_address.is_empty() {
-            let ttl = match self {
-                Self::ResetPassword => state.config.mail.reset_token_ttl,
-                Self::VerifyEmail => state.config.mail.verification_token_ttl,
-            };
+            let ttl = link_lifetime(&state.config.mail, self.purpose());
             let cookie = secure_cookie(&state.config, name, from_address, Some(ttl));
             return Opened::Redirect((jar.add(cookie), Redirect::to(self.path())).into_response());
         }
