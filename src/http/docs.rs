@@ -95,10 +95,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().into_openapi()
 }
 
-/// The API routes, plus `/openapi.json` and Swagger UI at `/docs`.
-pub fn router() -> Router<AppState> {
+/// The API routes, plus `/openapi.json` and Swagger UI at `/docs`; and the API's paths, as
+/// the document names them (`/notes/{id}`).
+pub fn router() -> (Router<AppState>, Vec<String>) {
     let (api, openapi) = api_routes().split_for_parts();
-    api.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi))
+    let paths = openapi.paths.paths.keys().cloned().collect();
+    let router = api.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, openapi));
+    (router, paths)
 }
 
 /// The same handler served (and documented) at a second path, such as the form without the

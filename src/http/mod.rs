@@ -162,10 +162,11 @@ pub fn router(state: AppState) -> Router {
 
 /// `router` with `routes` merged in (`app_with`).
 fn router_with(state: AppState, routes: Router<AppState>) -> Router {
-    let api_paths: Arc<[String]> = docs::openapi().paths.paths.into_keys().collect();
+    let (api, api_paths) = docs::router();
+    let api_paths: Arc<[String]> = api_paths.into();
     Router::new()
         // The JSON API and its documentation (`/openapi.json`, `/docs`), from one list.
-        .merge(docs::router())
+        .merge(api)
         .merge(pages::router())
         .merge(routes)
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
