@@ -13,7 +13,7 @@ use crate::email::{
     signup_with_email,
 };
 use crate::helpers::{Backend, TestApp, spawn_app_with, wait_for};
-use crate::mail::SmtpSink;
+use crate::mail::{Received, SmtpSink};
 
 both_backends!(
     a_new_password_voids_the_links_mailed_before,
@@ -43,6 +43,22 @@ async fn request_address_change(
     smtp.expect(email, "Confirm").await.link("/verify-email")
 }
 
+/// Alice, signed up with `address` and logged in, with a reset link mailed there and a
+/// change to `new_address` waiting: her token, the reset mail and the change's link.
+async fn alice_with_two_links(
+    (app, smtp): (&TestApp, &SmtpSink),
+    address: &str,
+    new_address: &str,
+) -> (String, Received, String) {
+    signup_with_email(app, "alice", address).await;
+    smtp.expect(address, "Confirm").await;
+    let token = app.token_for("alice", PASSWORD).await;
+    request_reset(app, json!({"username": "alice"})).await;
+    let reset = smtp.expect(address, "Reset").await;
+    let change = request_address_change((app, smtp), &token, PASSWORD, new_address).await;
+    (token, reset, change)
+}
+
 async fn open(app: &TestApp, link: &str) -> StatusCode {
     confirm_address(app, link).await.status()
 }
@@ -56,13 +72,8 @@ async fn alices_address(app: &TestApp, token: &str) -> Value {
 /// working when the password changes: by the user, or by another reset.
 async fn a_new_password_voids_the_links_mailed_before(backend: Backend) {
     let (app, smtp) = app_with_smtp(backend, false).await;
-    signup_with_email(&app, "alice", "alice@example.com").await;
-    smtp.expect("alice@example.com", "Confirm").await;
-    let token = app.token_for("alice", PASSWORD).await;
-    request_reset(&app, json!({"username": "alice"})).await;
-    let reset = smtp.expect("alice@example.com", "Reset").await;
-    let change =
-        request_address_change((&app, &smtp), &token, PASSWORD, "mallory@example.com").await;
+    let (token, reset, change) =
+        alice_with_two_links((&app, &smtp), "alice@example.com", "mallory@example.com").await;
 
     let body = json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
     let changed = app.post_auth("/users/me/password", &token, &body).await;
@@ -95,12 +106,8 @@ async fn a_new_password_voids_the_links_mailed_before(backend: Backend) {
 /// working.
 async fn a_confirmed_address_voids_the_reset_links_sent_to_the_old_one(backend: Backend) {
     let (app, smtp) = app_with_smtp(backend, false).await;
-    signup_with_email(&app, "alice", "old@example.com").await;
-    smtp.expect("old@example.com", "Confirm").await;
-    let token = app.token_for("alice", PASSWORD).await;
-    request_reset(&app, json!({"username": "alice"})).await;
-    let reset = smtp.expect("old@example.com", "Reset").await;
-    let change = request_address_change((&app, &smtp), &token, PASSWORD, "new@example.com").await;
+    let (token, reset, change) =
+        alice_with_two_links((&app, &smtp), "old@example.com", "new@example.com").await;
 
     assert_eq!(open(&app, &change).await, StatusCode::OK);
     assert_eq!(alices_address(&app, &token).await, "new@example.com");
