@@ -5,10 +5,12 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use axum::Router;
 use clap::{Parser, Subcommand};
 
 use crate::admin::{self, command::UserCommand, import::ImportArgs};
 use crate::config::Config;
+use crate::http::AppState;
 use crate::server::{Server, shutdown_signal};
 use crate::store::{self, ConnectOptions, redact_url};
 
@@ -57,8 +59,14 @@ pub enum KeysCommand {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    run_with(cli, Router::new())
+}
+
+/// `run` for an application built on Gatehouse: `serve` serves `routes` beside Gatehouse's own
+/// (`Server::with_routes`); the other commands are the same.
+pub fn run_with(cli: Cli, routes: Router<AppState>) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => with_config(serve),
+        Command::Serve => with_config(|config| serve(config, routes)),
         Command::Migrate => with_config(migrate),
         Command::Keys {
             command: KeysCommand::Generate { out },
@@ -107,9 +115,9 @@ where
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, routes: Router<AppState>) -> anyhow::Result<()> {
     let database = redact_url(&config.database_url);
-    let server = Server::build(config).await?;
+    let server = Server::build(config).await?.with_routes(routes);
     tracing::info!(%database, address = %server.local_addr(), "Gatehouse is listening");
     // The server's own URL: with PORT=0 it carries the port actually bound.
     println!(

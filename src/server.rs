@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::ServiceExt;
+use axum::{Router, ServiceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -24,6 +24,8 @@ use crate::store::{self, ConnectOptions};
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    /// Routes of the embedding application, served beside Gatehouse's (`with_routes`).
+    routes: Router<AppState>,
 }
 
 impl Server {
@@ -82,7 +84,19 @@ impl Server {
             password_lane,
             password_checks: CheckQueue::default(),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            routes: Router::new(),
+        })
+    }
+
+    /// Serves `routes` beside Gatehouse's own, behind the same layers (`http::app_with`), with
+    /// everything `run` gives them: the client's address (rate limits and the audit trail
+    /// need it), housekeeping, graceful shutdown.
+    pub fn with_routes(mut self, routes: Router<AppState>) -> Self {
+        self.routes = self.routes.merge(routes);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -115,7 +129,7 @@ impl Server {
                 interval,
             )
         });
-        let app = http::app(self.state);
+        let app = http::app_with(self.state, self.routes);
         let (stopping, mut stop_requested) = watch::channel(false);
         let serve = axum::serve(
             self.listener,

@@ -36,7 +36,7 @@ use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-pub use extract::{ApiJson, AuthUser, BearerSession};
+pub use extract::{AdminUser, ApiJson, ApiPath, ApiQuery, AuthUser, BearerSession};
 pub use password_lane::PasswordLane;
 
 use crate::auth::login::PasswordCheck;
@@ -115,8 +115,14 @@ pub fn app(state: AppState) -> App {
 /// `app` with routes of your own beside Gatehouse's, behind the same layers: request ids, the
 /// request log, security headers, CORS, the body limit, metrics, and a 500 for a handler that
 /// panics (`request_log::record_route`). Handlers can take `AuthUser` or `BearerSession` to
-/// require a bearer token. A route that Gatehouse serves too makes this panic, as axum does
-/// for overlapping routes.
+/// require a bearer token, `AdminUser` to require a superuser's, and `ApiJson`, `ApiPath` and
+/// `ApiQuery` to answer bad input with the API's 422. A route that Gatehouse serves too makes
+/// this panic, as axum does for overlapping routes.
+///
+/// Serve the result with `into_make_service_with_connect_info::<SocketAddr>()`: without the
+/// client's address, the rate limits of Gatehouse's routes cannot tell clients apart and let
+/// every request through.
+/// `Server::with_routes` does this, and the rest of what `gatehouse serve` does.
 ///
 /// The layers wrap the router as one service instead of being added with `Router::layer`,
 /// which wraps every route separately: hyper clones the service for each request, and a stack

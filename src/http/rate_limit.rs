@@ -217,6 +217,12 @@ pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
 async fn check(parts: &Parts, state: &AppState, area: Area) -> Result<(), Error> {
     let abuse = &state.config.abuse;
     let Some(ip) = client_ip(parts, &abuse.trusted_proxies) else {
+        // Served without the client's address (`http::app_with` without connect info): no
+        // client can be told from another. Said once, as it holds for every request.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!("rate limits are off: the server gives no client address; serve the app with into_make_service_with_connect_info::<SocketAddr>()");
+        });
         return Ok(());
     };
     let limit = area.limit(&abuse.rate_limits);

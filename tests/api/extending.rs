@@ -1,39 +1,44 @@
-//! Routes of one's own beside Gatehouse's (`http::app_with`), behind the same layers, and what a
-//! handler that panics answers, to an API client and to a browser.
+//! Routes of one's own beside Gatehouse's (`Server::with_routes`), behind the same layers and
+//! with the same extractors, and what a handler that panics answers, to an API client and to a
+//! browser.
 
 use std::net::SocketAddr;
 
+use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::routing::get;
-use axum::{Router, ServiceExt as _};
-use gatehouse::http::{AuthUser, app_with};
+use gatehouse::http::{AdminUser, ApiPath, AuthUser};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, assert_page, spawn_app};
+use crate::helpers::{Backend, assert_detail, assert_page, spawn_app_with_routes};
 use crate::metrics::{sample, scrape};
 
 both_backends!(own_routes_get_the_layers_and_a_panic_answers_500);
 
 async fn own_routes_get_the_layers_and_a_panic_answers_500(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let token = app.signup_and_login("alice").await;
     let routes = Router::new()
         .route(
             "/hello",
             get(|AuthUser(user): AuthUser| async move { format!("hello {}", user.username) }),
         )
-        .route("/bug", get(a_bug));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let service = app_with(app.state.clone(), routes);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            service.into_make_service_with_connect_info::<SocketAddr>(),
+        .route(
+            "/stats/{day}",
+            get(
+                |AdminUser(admin): AdminUser, ApiPath(day): ApiPath<u32>| async move {
+                    format!("day {day} for {}", admin.username)
+                },
+            ),
         )
-        .await
-    });
+        .route(
+            "/whereami",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        )
+        .route("/bug", get(a_bug));
+    let app = spawn_app_with_routes(backend, routes).await;
+    let token = app.signup_and_login("alice").await;
+    let base = app.base.clone();
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{base}{path}"));
 
@@ -44,6 +49,26 @@ async fn own_routes_get_the_layers_and_a_panic_answers_500(backend: Backend) {
     assert_eq!(hello.text().await.unwrap(), "hello alice");
     let anonymous = get("/hello").send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Superusers only, and a path parameter refused with the API's 422.
+    let (_, admin) = app.superuser("root").await;
+    let stats = get("/stats/7").bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(stats.status(), StatusCode::OK);
+    assert_eq!(stats.text().await.unwrap(), "day 7 for root");
+    let not_admin = get("/stats/7").bearer_auth(&token).send().await.unwrap();
+    assert_detail(not_admin, StatusCode::FORBIDDEN, "Not enough permissions").await;
+    let bad_day = get("/stats/seven")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_day.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = bad_day.json().await.unwrap();
+    assert_eq!(body["detail"][0]["loc"], json!(["path"]), "{body}");
+
+    // The server knows the client's address, which rate limits and the audit trail need.
+    let whereami = get("/whereami").send().await.unwrap();
+    assert_eq!(whereami.text().await.unwrap(), "127.0.0.1");
 
     // A panic answers 500 in the API's shape, through the same layers, without its message.
     let bug = get("/bug").send().await.unwrap();

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Router;
 use gatehouse::clock::ManualClock;
 use gatehouse::config::{
     AbuseProtection, Config, HashParams, RateLimit, RateLimits, SecretKey, SessionLifetimes,
@@ -118,13 +119,28 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let (database_url, db) = fresh_database(backend, data_dir.path()).await;
-    start_app(database_url, db, data_dir, adjust).await
+    start_app(database_url, db, data_dir, adjust, Router::new()).await
+}
+
+/// Like `spawn_app`, serving `routes` beside Gatehouse's own (`Server::with_routes`), as an
+/// application built on Gatehouse does.
+pub async fn spawn_app_with_routes(backend: Backend, routes: Router<AppState>) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (database_url, db) = fresh_database(backend, data_dir.path()).await;
+    start_app(database_url, db, data_dir, |_| {}, routes).await
 }
 
 /// An app on `database_url` (a URL of `db`'s database, as another role, say); `db` goes with
 /// the app.
 pub async fn spawn_app_on(database_url: String, db: TestDb) -> TestApp {
-    start_app(database_url, db, tempfile::tempdir().unwrap(), |_| {}).await
+    start_app(
+        database_url,
+        db,
+        tempfile::tempdir().unwrap(),
+        |_| {},
+        Router::new(),
+    )
+    .await
 }
 
 async fn start_app(
@@ -132,13 +148,15 @@ async fn start_app(
     db: TestDb,
     data_dir: tempfile::TempDir,
     adjust: impl FnOnce(&mut Config),
+    routes: Router<AppState>,
 ) -> TestApp {
     let mut config = test_config(database_url, data_dir.path());
     adjust(&mut config);
     let clock = Arc::new(ManualClock::starting_now());
     let server = Server::build_with_clock(config, clock.clone())
         .await
-        .expect("the app starts");
+        .expect("the app starts")
+        .with_routes(routes);
     let address = server.local_addr();
     let state = server.state().clone();
     tokio::spawn(server.run(std::future::pending()));
