@@ -23,6 +23,7 @@ both_backends!(
     the_service_sweeps_by_itself,
     a_sweep_stopped_part_way_counts_what_it_deleted,
     a_kind_that_fails_does_not_keep_the_others_from_being_swept,
+    a_touch_never_brings_back_an_ended_session,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -488,5 +489,34 @@ async fn contention_on_one_kind_does_not_stop_the_sweep() {
         rows(&app, "SELECT COUNT(*) FROM email_tokens WHERE $1 = $1").await,
         0,
         "the links were swept after the failed kind"
+    );
+}
+
+/// A request that read its session just before the idle deadline may record the use just
+/// after it, when a sweep may already have taken the session's refresh tokens: the late touch
+/// leaves the session ended, so the sweep takes it too, instead of a session left without
+/// tokens (whose refresh would fail and whose old tokens' reuse would go unnoticed).
+async fn a_touch_never_brings_back_an_ended_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.signup("alice", PASSWORD).await.status(), StatusCode::OK);
+    let token = refresh_token_of(&app, "alice").await;
+    let id = rows(&app, "SELECT MAX(id) FROM sessions WHERE $1 = $1").await;
+    // Past the 14 idle days, the late touch of a request that read the session in time.
+    app.clock.advance(Span::days(15));
+    let now = app.clock_now();
+    let store = app.state.store.as_ref();
+    store
+        .touch_session(id, now, now + Span::days(14))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        refresh(&app, &token).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(sweep(&app).await.sessions, 1, "the touch did not keep it");
+    assert_eq!(
+        rows(&app, "SELECT COUNT(*) FROM sessions WHERE $1 = $1").await,
+        0
     );
 }
