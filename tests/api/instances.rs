@@ -13,7 +13,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDb, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, TestDb, fresh_postgres_database, spawn_app, spawn_app_on, spawn_app_with,
+};
 
 both_backends!(
     revocations_are_refused_at_once_on_every_instance,
@@ -386,6 +388,46 @@ async fn postgres_instance_forgets_its_own_writes_without_notifications() {
     );
     store.set_user_disabled(alice, true, now).await.unwrap();
     assert_eq!(app.get_me(&admin).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A listening connection that never delivers (through a pooler in transaction mode, say;
+/// played here by a `pg_notify` that does nothing) never gets the cache trusted: every lookup
+/// reads the database, so a session ended behind the instance's back is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instance_trusts_no_feed_that_does_not_deliver() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let (url, db) = fresh_postgres_database("gatehouse_deaf").await;
+    let TestDb::Postgres { pool, name, .. } = &db else {
+        unreachable!("a PostgreSQL database")
+    };
+    for sql in [
+        "CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS 'BEGIN END'"
+            .to_string(),
+        format!("ALTER DATABASE {name} SET search_path = public, pg_catalog"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let app = spawn_app_on(url, db).await;
+    let token = app.signup_and_login("alice").await;
+    let here = Peer::at(&app.base, Backend::Postgres);
+    // Longer than a listener takes to subscribe, much shorter than the silence limit.
+    for _ in 0..10 {
+        assert_eq!(app.get_me(&token).await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        here.cache_hits().await,
+        0,
+        "served from a deaf feed's cache"
+    );
+
+    app.execute_sql("DELETE FROM sessions").await;
+    assert_eq!(app.get_me(&token).await.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// `SESSION_CACHE_ENTRIES=0`: nothing is served from memory, every lookup is a miss.

@@ -18,6 +18,10 @@ const CHANNEL: &str = "gatehouse_session_changes";
 /// What each instance sends on the channel to prove its own subscription still receives.
 pub(super) const HEARTBEAT: &str = "heartbeat";
 
+/// The start of the probe a new subscription sends itself (`hears_itself`); like the
+/// heartbeat, it tells the other instances nothing to forget.
+pub(super) const PROBE: &str = "heartbeat:";
+
 /// How often the heartbeat is sent, and how long silence may last before the subscription is
 /// taken for dead: a connection can die without a reset (a dropped network path), and waiting
 /// on it would trust the cache while changes go unheard.
@@ -28,14 +32,15 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(12);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Keeps `cache` in step with the database for as long as the task runs. The cache is trusted
-/// only while subscribed: from the moment `LISTEN` is in place (then emptied, since changes
-/// before it went unheard) until the connection is lost or falls silent.
+/// only while subscribed: from the moment the subscription has delivered a probe of its own
+/// (then emptied, since changes before it went unheard) until the connection is lost or
+/// falls silent.
 pub(crate) async fn follow_postgres(pool: PgPool, cache: Arc<SessionCache>) {
     let heartbeat = tokio::spawn(send_heartbeats(pool.clone()));
     let _stop_heartbeat = AbortOnDrop(heartbeat);
     let mut failures = 0u32;
     loop {
-        match subscribe(&pool).await {
+        match subscribe(&pool, &cache).await {
             Ok(mut listener) => {
                 cache.set_trusted(true);
                 if failures > 0 {
@@ -66,13 +71,57 @@ pub(crate) async fn follow_postgres(pool: PgPool, cache: Arc<SessionCache>) {
     }
 }
 
-async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
+/// A subscription to the channel that has been seen to deliver.
+async fn subscribe(pool: &PgPool, cache: &SessionCache) -> Result<PgListener, FeedError> {
     let mut listener = PgListener::connect_with(pool).await?;
     // A lost connection is reported, not quietly replaced: every loss goes through
     // `set_trusted(false)` and a new subscription.
     listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
+    hears_itself(pool, &mut listener, cache).await?;
     Ok(listener)
+}
+
+/// Sends a probe on the channel and waits for it to come back. `LISTEN` succeeds on
+/// connections that never deliver a notification (through a pooler in transaction mode, for
+/// one), and a cache trusted on such a feed would serve sessions revoked elsewhere until the
+/// silence limit. Notifications heard meanwhile are applied as usual.
+async fn hears_itself(
+    pool: &PgPool,
+    listener: &mut PgListener,
+    cache: &SessionCache,
+) -> Result<(), FeedError> {
+    let probe = format!("{PROBE}{}", uuid::Uuid::new_v4().simple());
+    notify(pool, &probe).await?;
+    let deadline = tokio::time::Instant::now() + SILENCE_LIMIT;
+    loop {
+        match tokio::time::timeout_at(deadline, listener.try_recv()).await {
+            Ok(Ok(Some(heard))) if heard.payload() == probe => return Ok(()),
+            Ok(Ok(Some(heard))) => cache.apply(heard.payload()),
+            Ok(Ok(None)) | Err(_) => return Err(FeedError::Deaf),
+            Ok(Err(err)) => return Err(err.into()),
+        }
+    }
+}
+
+async fn notify(pool: &PgPool, payload: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Why a subscription is not trusted.
+#[derive(Debug, thiserror::Error)]
+enum FeedError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "the subscription did not deliver its own probe (a connection pooler in transaction mode between the service and PostgreSQL delivers no notifications)"
+    )]
+    Deaf,
 }
 
 async fn send_heartbeats(pool: PgPool) {
@@ -80,12 +129,7 @@ async fn send_heartbeats(pool: PgPool) {
     loop {
         every.tick().await;
         // A failure also shows as silence on the listener, which handles it.
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(HEARTBEAT)
-            .execute(&pool)
-            .await
-        {
+        if let Err(err) = notify(&pool, HEARTBEAT).await {
             lost_connections::note_if_cut(&err);
         }
     }
