@@ -110,6 +110,22 @@ pub async fn request_password_reset(
     Ok(mailed)
 }
 
+/// The account a live (unused, unexpired) reset link belongs to, without using the link.
+pub async fn reset_link_owner(
+    store: &dyn Store,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<User>> {
+    let purpose = EmailTokenPurpose::PasswordReset;
+    let Some(owner) = store
+        .email_token_owner(&hash_token(token), purpose, now)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(store.user_by_id(owner).await?)
+}
+
 /// Sets a new password with a reset token; ends every session and tells the user by email.
 /// The password must pass `policy` for this account.
 #[allow(clippy::too_many_arguments)]
@@ -125,15 +141,12 @@ pub async fn confirm_password_reset(
     let invalid = || {
         Error::BadRequest("This reset link is invalid or has expired. Ask for a new one.".into())
     };
-    let token_hash = hash_token(token);
-    let purpose = EmailTokenPurpose::PasswordReset;
     // Judge the password against the account before using the single-use token, so a
     // refused password does not burn the link.
-    let owner = store
-        .email_token_owner(&token_hash, purpose, now)
+    let user = reset_link_owner(store, token, now)
         .await?
         .ok_or_else(invalid)?;
-    let user = store.user_by_id(owner).await?.ok_or_else(invalid)?;
+    let token_hash = hash_token(token);
     let context = PasswordContext {
         username: &user.username,
         email: user.email.as_deref(),

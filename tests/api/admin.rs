@@ -404,8 +404,18 @@ async fn superusers_cannot_lock_themselves_out(backend: Backend) {
         StatusCode::OK
     );
 
-    // Nor from the account page: it offers no deletion, and refuses one posted anyway.
+    // The console's page of their own account offers none of these, and says why.
     app.page_sign_in("root").await;
+    let (_, html) = app.html(&format!("/admin/people/{id}")).await;
+    assert!(
+        html.contains("id=\"own-account\"") && html.contains("id=\"end-sessions\""),
+        "{html}"
+    );
+    for refused in ["id=\"disable\"", "id=\"demote\"", "id=\"delete\""] {
+        assert!(!html.contains(refused), "{refused}: {html}");
+    }
+
+    // Nor from the account page: it offers no deletion, and refuses one posted anyway.
     let (_, html) = app.html("/account").await;
     assert!(
         html.contains("id=\"delete-superuser\"") && !html.contains("action=\"/account/delete\""),
@@ -443,6 +453,22 @@ async fn the_console_lists_searches_and_acts_with_csrf_protected_forms(backend: 
         html.contains(&format!("/admin/people/{id}")) && !html.contains("carol"),
         "{html}"
     );
+    // The page links keep the page size; past the last page, "Previous" goes to the last.
+    let (_, html) = app.html("/admin?per_page=1&page=2").await;
+    assert!(
+        html.contains(r#"href="/admin?q=&#38;page=3&#38;per_page=1" id="next-page""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"href="/admin?q=&#38;page=1&#38;per_page=1" id="previous-page""#),
+        "{html}"
+    );
+    let (_, html) = app.html("/admin?per_page=1&page=9").await;
+    assert!(
+        html.contains(r#"href="/admin?q=&#38;page=3&#38;per_page=1" id="previous-page""#),
+        "{html}"
+    );
+    assert!(!html.contains("next-page"), "{html}");
     let (status, html) = app.html(&format!("/admin/people/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(

@@ -267,7 +267,10 @@ async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_403(backend
     };
     let missing = post(vec![("text", "x".into())], None).await.unwrap();
     assert_eq!(missing.status(), StatusCode::FORBIDDEN);
-    assert!(missing.text().await.unwrap().contains("Request refused"));
+    let html = missing.text().await.unwrap();
+    assert!(html.contains("Request refused"), "{html}");
+    // A browser that blocks cookies never gets past this page: it says so.
+    assert!(html.contains("Signing in needs cookies"), "{html}");
     let wrong = post(
         vec![("text", "x".into()), ("csrf_token", "forged".into())],
         None,
@@ -732,6 +735,147 @@ async fn the_reset_page_takes_the_token_out_of_the_address() {
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     let login = app.login("alice", "a brand new passphrase").await;
     assert_eq!(login.status(), StatusCode::OK);
+}
+
+/// The reset page states the configured password rules and names the account for password
+/// managers; a refused password keeps the form and says why; a used link's page offers a new
+/// link instead of a form that could never succeed, and drops the link's cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reset_page_states_the_rules_and_a_used_link_offers_a_new_one() {
+    let smtp = crate::mail::SmtpSink::start();
+    let url = smtp.url.clone();
+    let app = spawn_app_with(Backend::Sqlite, move |config| {
+        config.mail.smtp_url = Some(url);
+        config.abuse.password_policy.min_chars = 12;
+    })
+    .await;
+    crate::email::signup_with_email(&app, "alice", "alice@example.com").await;
+    crate::email::request_reset(&app, serde_json::json!({"username": "alice"})).await;
+    let mail = smtp.expect("alice@example.com", "Reset").await;
+    let (link, token) = (mail.link("/reset-password"), mail.token("/reset-password"));
+
+    let page = crate::email::open_link(&app, &link).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"minlength="12""#), "{html}");
+    assert!(html.contains("12 to 128 characters"), "{html}");
+    assert!(html.contains(r#"name="username" value="alice""#), "{html}");
+
+    let submit = async |password: &str| {
+        let fields = [("token", token.as_str()), ("new_password", password)];
+        app.submit("/reset-password", "/reset-password", &fields)
+            .await
+    };
+    let short = submit("eleven char").await;
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = short.text().await.unwrap();
+    assert!(html.contains("at least 12 characters"), "{html}");
+    assert!(html.contains(r#"name="new_password""#), "{html}");
+    let done = submit("a brand new passphrase").await;
+    assert_eq!(location(&done), "/login?notice=password-reset");
+
+    let used = crate::email::open_link(&app, &link).await;
+    assert_eq!(used.status(), StatusCode::BAD_REQUEST);
+    let cleared = set_cookie(&used, "gatehouse_reset").expect("the cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let html = used.text().await.unwrap();
+    assert!(html.contains("invalid or has expired"), "{html}");
+    assert!(html.contains(r#"href="/forgot-password""#), "{html}");
+    assert!(!html.contains(r#"name="new_password""#), "{html}");
+}
+
+/// The account page's email change: a wrong current password is said beside the form, which
+/// keeps the address typed; the right one sends the link to the new address and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_page_changes_the_email_and_keeps_a_refused_address() {
+    let (app, smtp) = crate::email::app_with_smtp(Backend::Sqlite, false).await;
+    assert_eq!(
+        app.page_signup("alice").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let change = async |password: &str| {
+        let fields = [
+            ("email", "alice@example.com"),
+            ("current_password", password),
+        ];
+        app.submit("/account", "/account/email", &fields).await
+    };
+
+    let refused = change("not my password").await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("Current password is incorrect"), "{html}");
+    assert!(
+        html.contains(
+            r#"value="alice@example.com" aria-invalid="true" aria-describedby="email-error""#
+        ),
+        "{html}"
+    );
+
+    let sent = change("correct horse battery").await;
+    assert_eq!(location(&sent), "/account?notice=email-change-sent");
+    smtp.expect("alice@example.com", "Confirm").await;
+    let html = app
+        .page("/account?notice=email-change-sent")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("We have sent a confirmation link"), "{html}");
+}
+
+/// The right password of a disabled account gets the form back with what to do, where the
+/// API keeps the tutorial's "Inactive user".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_account_is_told_on_the_login_form() {
+    let app = spawn_app(Backend::Sqlite).await;
+    assert_eq!(
+        app.signup("alice", "correct horse battery").await.status(),
+        StatusCode::OK
+    );
+    let id = app.user_id("alice").await;
+    let now = app.clock_now();
+    assert!(
+        app.state
+            .store
+            .set_user_disabled(id, true, now)
+            .await
+            .is_ok()
+    );
+
+    let refused = app.page_login("alice", &[]).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(set_cookie(&refused, "gatehouse_session"), None);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("This account has been disabled."), "{html}");
+    assert!(html.contains(r#"value="alice""#), "{html}");
+    let api = app.login("alice", "correct horse battery").await;
+    crate::helpers::assert_detail(api, StatusCode::BAD_REQUEST, "Inactive user").await;
+}
+
+/// The sign-up form asks for an address when accounts must confirm one
+/// (`REQUIRE_EMAIL_VERIFICATION`), and calls it optional only when it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signup_form_requires_an_address_only_when_accounts_must_confirm_one() {
+    for required in [false, true] {
+        let app = spawn_app_with(Backend::Sqlite, |config| {
+            config.mail.require_verification = required;
+        })
+        .await;
+        let html = app.page("/signup").await.text().await.unwrap();
+        let label = html
+            .split("<label for=\"email\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</label>").next())
+            .expect("the email field's label");
+        assert_eq!(label.contains("(optional)"), !required, "{label}");
+        let input = html
+            .split("<input id=\"email\"")
+            .nth(1)
+            .and_then(|rest| rest.split('>').next())
+            .expect("the email field");
+        assert_eq!(input.contains(" required"), required, "{input}");
+    }
 }
 
 /// A sign-up on the page whose session cannot start (a trigger plays the database being away

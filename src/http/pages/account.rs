@@ -69,11 +69,13 @@ fn shown_on_the_form(err: &Error) -> bool {
     )
 }
 
-/// A message beside the account page's form that failed.
+/// A message beside the account page's form that failed, with what the user typed into the
+/// email form (passwords are never sent back).
 #[derive(Default)]
 struct FormErrors {
     password: Option<String>,
     email: Option<String>,
+    email_draft: String,
 }
 
 async fn account_page(
@@ -100,6 +102,7 @@ async fn account_page(
         notice,
         password_error: errors.password,
         email_error: errors.email,
+        email_draft: errors.email_draft,
         rules: PasswordRules::new(state),
         activity: events.iter().map(ActivityRow::new).collect(),
     };
@@ -200,7 +203,7 @@ pub async fn set_password(
             let status = err.status();
             let errors = FormErrors {
                 password: Some(err.detail()),
-                email: None,
+                ..FormErrors::default()
             };
             let response = account_page(&state, page, status, None, errors).await?;
             Ok(err.add_retry_after(response))
@@ -249,8 +252,9 @@ pub async fn change_email(
         Ok(()) => Ok(Redirect::to(&format!("{ACCOUNT}?notice=email-change-sent")).into_response()),
         Err(err) if shown_on_the_form(&err) => {
             let errors = FormErrors {
-                password: None,
                 email: Some(err.detail()),
+                email_draft: fields.email,
+                ..FormErrors::default()
             };
             let response = account_page(&state, page, err.status(), None, errors).await?;
             Ok(err.add_retry_after(response))

@@ -58,6 +58,8 @@ struct ConsolePage<'a> {
 struct UserPage {
     nav: Nav,
     user: User,
+    /// The superuser's own account: the actions refused on it are not offered.
+    is_self: bool,
     notice: Option<&'static str>,
     sessions: Vec<SessionRow>,
     events: Vec<EventRow>,
@@ -118,10 +120,12 @@ pub async fn home(
     let found = search.run(state.store.as_ref()).await?;
     let pages =
         ((found.total + i64::from(search.per_page) - 1) / i64::from(search.per_page)).max(1);
+    // The links keep the search and the page size; past the last page, "Previous" goes to it.
     let link = |page: u32| {
         let q: String = url::form_urlencoded::byte_serialize(search.q.as_bytes()).collect();
-        format!("/admin?q={q}&page={page}")
+        format!("/admin?q={q}&page={page}&per_page={}", search.per_page)
     };
+    let last = u32::try_from(pages).unwrap_or(u32::MAX);
     let console = ConsolePage {
         nav: Nav::from_context(&ctx),
         username: &signed_in.user.username,
@@ -131,7 +135,7 @@ pub async fn home(
         total: found.total,
         page: search.page,
         pages,
-        previous: (search.page > 1).then(|| link(search.page - 1)),
+        previous: (search.page > 1).then(|| link((search.page - 1).min(last))),
         next: (i64::from(search.page) < pages).then(|| link(search.page + 1)),
     };
     Ok((ctx.jar, render(StatusCode::OK, &console)).into_response())
@@ -140,11 +144,12 @@ pub async fn home(
 /// `/admin/people/{id}`: a user with their sessions and recent events, and the actions.
 pub async fn show_user(
     State(state): State<AppState>,
-    SuperuserPage(SignedInPage { ctx, .. }): SuperuserPage,
+    SuperuserPage(SignedInPage { ctx, signed_in }): SuperuserPage,
     PagePath(id): PagePath<String>,
     PageQuery(query): PageQuery<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let user = find(&state, &id).await?;
+    let is_self = user.id == signed_in.user.id;
     let sessions = state
         .store
         .list_sessions(user.id, state.clock.now())
@@ -156,6 +161,7 @@ pub async fn show_user(
         sessions: sessions.iter().map(|s| SessionRow::new(s, -1)).collect(),
         events: events.into_iter().map(EventRow::from).collect(),
         user,
+        is_self,
     };
     Ok((ctx.jar, render(StatusCode::OK, &page)).into_response())
 }

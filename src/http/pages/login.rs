@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::templates::{LoginPage, Nav, PasswordRules, SignupForm, SignupPage};
+use super::templates::{LoginPage, Nav, SignupForm, SignupPage};
 use super::{CsrfForm, NoFields, PageContext, PageError, render, safe_next};
 use crate::audit::{self, EventKind};
 use crate::auth::recovery::ensure_verified;
@@ -19,6 +19,10 @@ use crate::http::users::{SignUpRequest, register};
 use crate::metrics::LoginChannel;
 
 const AFTER_LOGIN: &str = "/account";
+
+/// What the login form says to the right password of a disabled account.
+const DISABLED_ACCOUNT: &str =
+    "This account has been disabled. Ask an administrator of this service to enable it.";
 
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
@@ -120,7 +124,11 @@ async fn log_in(
                 nav: Nav::from_context(&ctx),
                 username: form.username,
                 next: safe_next(form.next.as_deref(), ""),
-                error: Some(err.detail()),
+                error: Some(match err {
+                    // The API keeps the tutorial's terse words; a person needs what to do.
+                    Error::InactiveUser => DISABLED_ACCOUNT.to_string(),
+                    _ => err.detail(),
+                }),
                 notice: None,
                 unverified: matches!(err, Error::Forbidden(_)),
             };
@@ -135,11 +143,7 @@ pub async fn show_signup(State(state): State<AppState>, ctx: PageContext) -> Res
     if ctx.user.is_some() {
         return Redirect::to(AFTER_LOGIN).into_response();
     }
-    let page = SignupPage {
-        nav: Nav::from_context(&ctx),
-        form: SignupForm::default(),
-        rules: PasswordRules::new(&state),
-    };
+    let page = SignupPage::new(&state, &ctx, SignupForm::default());
     (ctx.jar, render(StatusCode::OK, &page)).into_response()
 }
 
@@ -210,11 +214,7 @@ async fn sign_up(
         Err(err @ (Error::Validation(_) | Error::Conflict(_))) => {
             let status = err.status();
             attach_errors(&mut form, err);
-            let page = SignupPage {
-                nav: Nav::from_context(&ctx),
-                form,
-                rules: PasswordRules::new(&state),
-            };
+            let page = SignupPage::new(&state, &ctx, form);
             Ok((ctx.jar, render(status, &page)).into_response())
         }
         Err(other) => Err(other.into()),

@@ -177,7 +177,7 @@ impl IntoResponse for PageError {
             Self::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "Request refused",
-                "This form was sent without a valid security token, or from another site. Go back, reload the page and try again.".to_string(),
+                "This form was sent without a valid security token, or from another site. Go back, reload the page and try again. Signing in needs cookies: if your browser blocks them, allow them for this site.".to_string(),
                 None,
             ),
             Self::Service(err) => {

@@ -6,11 +6,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use super::templates::{ErrorPage, ForgotPasswordPage, Nav, ResetPasswordPage, VerifyEmailPage};
+use super::templates::{
+    ErrorPage, ForgotPasswordPage, Nav, PasswordRules, ResetPasswordPage, VerifyEmailPage,
+};
 use super::{CsrfForm, PageContext, PageError, render};
 use crate::audit::{self, EventKind};
 use crate::auth::recovery::{
-    LINK_INVALID, confirm_email, confirm_password_reset, link_lifetime, verification_link_is_live,
+    LINK_INVALID, confirm_email, confirm_password_reset, link_lifetime, reset_link_owner,
+    verification_link_is_live,
 };
 use crate::error::Error;
 use crate::http::AppState;
@@ -132,18 +135,41 @@ pub async fn show_reset(
     State(state): State<AppState>,
     ctx: PageContext,
     PageQuery(query): PageQuery<TokenQuery>,
-) -> Response {
+) -> Result<Response, PageError> {
     let nav = Nav::from_context(&ctx);
     let (jar, token) = match LinkPage::ResetPassword.open(&state, ctx.jar, query.token) {
         Opened::Page(jar, token) => (jar, token),
-        Opened::Redirect(redirect) => return redirect,
+        Opened::Redirect(redirect) => return Ok(redirect),
+    };
+    reset_page(&state, nav, jar, token, None).await
+}
+
+/// The reset page for the link `token`: its form, with `error` from the last try, while the
+/// link is live; once it is not, the way to a new link (and the link's cookie goes).
+async fn reset_page(
+    state: &AppState,
+    nav: Nav,
+    jar: CookieJar,
+    token: String,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let account = reset_link_owner(state.store.as_ref(), &token, state.clock.now()).await?;
+    let (status, jar) = match (&account, &error) {
+        (None, _) => (
+            StatusCode::BAD_REQUEST,
+            LinkPage::ResetPassword.forget(state, jar),
+        ),
+        (Some(_), Some(_)) => (StatusCode::UNPROCESSABLE_ENTITY, jar),
+        (Some(_), None) => (StatusCode::OK, jar),
     };
     let page = ResetPasswordPage {
         nav,
         token,
-        error: None,
+        account,
+        rules: PasswordRules::new(state),
+        error,
     };
-    (jar, render(StatusCode::OK, &page)).into_response()
+    Ok((jar, render(status, &page)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,18 +205,11 @@ pub async fn submit_reset(
             let jar = LinkPage::ResetPassword.forget(&state, ctx.jar);
             Ok((jar, Redirect::to("/login?notice=password-reset")).into_response())
         }
+        // A refused password, or a dead link: the page says which (and a dead link's cookie
+        // goes with it).
         Err(err @ (Error::Validation(_) | Error::BadRequest(_))) => {
-            let page = ResetPasswordPage {
-                nav: Nav::from_context(&ctx),
-                token: fields.token,
-                error: Some(err.detail()),
-            };
-            // A dead link's cookie goes with it; a refused password keeps it for the retry.
-            let jar = match err {
-                Error::BadRequest(_) => LinkPage::ResetPassword.forget(&state, ctx.jar),
-                _ => ctx.jar,
-            };
-            Ok((jar, render(err.status(), &page)).into_response())
+            let nav = Nav::from_context(&ctx);
+            reset_page(&state, nav, ctx.jar, fields.token, Some(err.detail())).await
         }
         Err(other) => Err(other.into()),
     }
@@ -240,7 +259,7 @@ pub async fn verify_email(
         user.username
     );
     let page = ErrorPage {
-        nav: Nav::anonymous(),
+        nav: Nav::from_context(&ctx),
         title: "Email address confirmed",
         message: &message,
     };

@@ -63,6 +63,19 @@ pub struct SignupPage {
     pub nav: Nav,
     pub form: SignupForm,
     pub rules: PasswordRules,
+    /// An address is required when accounts must confirm one (`REQUIRE_EMAIL_VERIFICATION`).
+    pub email_required: bool,
+}
+
+impl SignupPage {
+    pub fn new(state: &crate::http::AppState, ctx: &PageContext, form: SignupForm) -> Self {
+        Self {
+            nav: Nav::from_context(ctx),
+            form,
+            rules: PasswordRules::new(state),
+            email_required: state.config.mail.require_verification,
+        }
+    }
 }
 
 /// The password rules a form shows as text (so they work without JavaScript); the script
@@ -119,6 +132,8 @@ pub struct AccountPage<'a> {
     pub notice: Option<&'static str>,
     pub password_error: Option<String>,
     pub email_error: Option<String>,
+    /// The address typed into the email form that was refused, shown again.
+    pub email_draft: String,
     pub rules: PasswordRules,
     pub activity: Vec<ActivityRow>,
 }
@@ -194,6 +209,10 @@ pub struct ForgotPasswordPage {
 pub struct ResetPasswordPage {
     pub nav: Nav,
     pub token: String,
+    /// The link's account (for password managers and the live hint); `None` when the link is
+    /// used, expired or unknown, and the page offers a new one instead of the form.
+    pub account: Option<User>,
+    pub rules: PasswordRules,
     pub error: Option<String>,
 }
 
