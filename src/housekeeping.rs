@@ -21,6 +21,13 @@ use crate::store::{Store, StoreError, StoreResult};
 /// every login waits for the one writer.
 pub const BATCH: i64 = 1_000;
 
+/// How long after its end a session is swept. A request that found the session live just
+/// before its deadline may still be recording the use, which pushes the deadline forward;
+/// landing between the sweep's deletion of the session's refresh tokens and of the session
+/// (two statements, batched), it would keep the session alive without them: its refresh
+/// refused, and an old token's reuse unnoticed.
+pub const ENDED_SESSION_GRACE: Duration = Duration::from_secs(5 * 60);
+
 /// Between two batches, so that waiting writers go first.
 const PAUSE: Duration = Duration::from_millis(5);
 
@@ -139,8 +146,10 @@ async fn sweep_into(
         }
         Ok(()) => Ok(()),
     };
-    let sessions = Walked::Sessions { now };
-    went(walk(store, sessions, batch, &mut swept.sessions).await)?;
+    if let Some(ended_before) = earlier(now, ENDED_SESSION_GRACE) {
+        let sessions = Walked::Sessions { now: ended_before };
+        went(walk(store, sessions, batch, &mut swept.sessions).await)?;
+    }
     let email_tokens = Walked::EmailTokens { now };
     went(walk(store, email_tokens, batch, &mut swept.email_tokens).await)?;
     if let Some(before) = policy.audit_retention.and_then(|r| earlier(now, r)) {

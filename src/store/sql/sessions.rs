@@ -66,20 +66,13 @@ macro_rules! impl_session_store {
                 now: chrono::DateTime<chrono::Utc>,
                 idle_expires_at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
-                // Never revives a session that ended meanwhile: housekeeping may already have
-                // deleted its refresh tokens, and would leave it without them.
-                let touched = sqlx::query(
-                    "UPDATE sessions SET last_used_at = $1, idle_expires_at = $2 \
-                     WHERE id = $3 AND expires_at > $1 AND idle_expires_at > $1",
-                )
-                .bind(now)
-                .bind(idle_expires_at)
-                .bind(session_id)
-                .execute(&self.pool)
-                .await?;
-                if touched.rows_affected() > 0 {
-                    self.cache.touched(session_id, now, idle_expires_at);
-                }
+                sqlx::query("UPDATE sessions SET last_used_at = $1, idle_expires_at = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind(idle_expires_at)
+                    .bind(session_id)
+                    .execute(&self.pool)
+                    .await?;
+                self.cache.touched(session_id, now, idle_expires_at);
                 Ok(())
             }
 
