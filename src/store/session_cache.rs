@@ -364,11 +364,10 @@ impl SessionCache {
         entries.clear();
     }
 
-    /// Applies one notification: `s:<session id>`, `u:<user id>`, `*`, or a heartbeat or a
-    /// subscription's probe (`HEARTBEAT`, `PROBE`: nothing to forget). Anything else forgets
-    /// everything.
+    /// Applies one notification: `s:<session id>`, `u:<user id>`, `*`, or a heartbeat
+    /// (`HEARTBEAT`, nothing to forget). Anything else forgets everything.
     pub(crate) fn apply(&self, change: &str) {
-        if change == follow::HEARTBEAT || change.starts_with(follow::PROBE) {
+        if change == follow::HEARTBEAT {
             return;
         }
         let id = |prefix| change.strip_prefix(prefix)?.parse::<i64>().ok();

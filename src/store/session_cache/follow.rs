@@ -18,10 +18,6 @@ const CHANNEL: &str = "gatehouse_session_changes";
 /// What each instance sends on the channel to prove its own subscription still receives.
 pub(super) const HEARTBEAT: &str = "heartbeat";
 
-/// The start of the probe a new subscription sends itself (`hears_itself`); like the
-/// heartbeat, it tells the other instances nothing to forget.
-pub(super) const PROBE: &str = "heartbeat:";
-
 /// How often the heartbeat is sent, and how long silence may last before the subscription is
 /// taken for dead: a connection can die without a reset (a dropped network path), and waiting
 /// on it would trust the cache while changes go unheard.
@@ -32,13 +28,15 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(12);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Keeps `cache` in step with the database for as long as the task runs. The cache is trusted
-/// only while subscribed: from the moment the subscription has delivered a probe of its own
+/// only while subscribed: from the moment the subscription has delivered a notification
 /// (then emptied, since changes before it went unheard) until the connection is lost or
 /// falls silent.
 pub(crate) async fn follow_postgres(pool: PgPool, cache: Arc<SessionCache>) {
     let heartbeat = tokio::spawn(send_heartbeats(pool.clone()));
     let _stop_heartbeat = AbortOnDrop(heartbeat);
     let mut failures = 0u32;
+    // Said once per outage: a deaf feed is a setup to fix, whenever it shows.
+    let mut said_deaf = false;
     loop {
         match subscribe(&pool, &cache).await {
             Ok(mut listener) => {
@@ -47,6 +45,7 @@ pub(crate) async fn follow_postgres(pool: PgPool, cache: Arc<SessionCache>) {
                     tracing::info!("session cache: change feed back; serving sessions from memory");
                 }
                 failures = 0;
+                said_deaf = false;
                 // Any notification, our heartbeat included, shows the subscription is alive.
                 while let Ok(Ok(Some(change))) =
                     tokio::time::timeout(SILENCE_LIMIT, listener.try_recv()).await
@@ -59,6 +58,10 @@ pub(crate) async fn follow_postgres(pool: PgPool, cache: Arc<SessionCache>) {
                 tracing::warn!(
                     "session cache: change feed lost; reading every session from the database until it is back"
                 );
+            }
+            Err(err @ FeedError::Deaf) if !said_deaf => {
+                said_deaf = true;
+                tracing::warn!(error = %err, "session cache: the change feed delivers nothing; reading every session from the database");
             }
             Err(err) => {
                 if failures == 0 {
@@ -82,25 +85,24 @@ async fn subscribe(pool: &PgPool, cache: &SessionCache) -> Result<PgListener, Fe
     Ok(listener)
 }
 
-/// Sends a probe on the channel and waits for it to come back. `LISTEN` succeeds on
+/// Waits for a first notification, sending a heartbeat to have one. `LISTEN` succeeds on
 /// connections that never deliver a notification (through a pooler in transaction mode, for
 /// one), and a cache trusted on such a feed would serve sessions revoked elsewhere until the
-/// silence limit. Notifications heard meanwhile are applied as usual.
+/// silence limit. Any notification proves delivery, and is applied as usual.
 async fn hears_itself(
     pool: &PgPool,
     listener: &mut PgListener,
     cache: &SessionCache,
 ) -> Result<(), FeedError> {
-    let probe = format!("{PROBE}{}", uuid::Uuid::new_v4().simple());
-    notify(pool, &probe).await?;
-    let deadline = tokio::time::Instant::now() + SILENCE_LIMIT;
-    loop {
-        match tokio::time::timeout_at(deadline, listener.try_recv()).await {
-            Ok(Ok(Some(heard))) if heard.payload() == probe => return Ok(()),
-            Ok(Ok(Some(heard))) => cache.apply(heard.payload()),
-            Ok(Ok(None)) | Err(_) => return Err(FeedError::Deaf),
-            Ok(Err(err)) => return Err(err.into()),
+    notify(pool, HEARTBEAT).await?;
+    match tokio::time::timeout(SILENCE_LIMIT, listener.try_recv()).await {
+        Ok(Ok(Some(heard))) => {
+            cache.apply(heard.payload());
+            Ok(())
         }
+        Ok(Ok(None)) => Err(FeedError::Closed),
+        Ok(Err(err)) => Err(err.into()),
+        Err(_) => Err(FeedError::Deaf),
     }
 }
 
@@ -118,8 +120,10 @@ async fn notify(pool: &PgPool, payload: &str) -> sqlx::Result<()> {
 enum FeedError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error("the listening connection closed")]
+    Closed,
     #[error(
-        "the subscription did not deliver its own probe (a connection pooler in transaction mode between the service and PostgreSQL delivers no notifications)"
+        "no notification arrived, not even a heartbeat of its own (a connection pooler in transaction mode between the service and PostgreSQL delivers none)"
     )]
     Deaf,
 }
