@@ -24,8 +24,8 @@ use crate::store::{self, ConnectOptions};
 pub struct Server {
     listener: TcpListener,
     state: AppState,
-    /// Routes of the embedding application, served beside Gatehouse's (`with_routes`).
-    routes: Router<AppState>,
+    /// The service with the embedding application's routes (`with_routes`), if it has any.
+    app: Option<http::App>,
 }
 
 impl Server {
@@ -87,15 +87,16 @@ impl Server {
         Ok(Self {
             listener,
             state,
-            routes: Router::new(),
+            app: None,
         })
     }
 
     /// Serves `routes` beside Gatehouse's own, behind the same layers (`http::app_with`), with
     /// everything `run` gives them: the client's address (rate limits and the audit trail
-    /// need it), housekeeping, graceful shutdown.
+    /// need it), housekeeping, graceful shutdown. Called again, the last routes replace the
+    /// earlier ones. A route Gatehouse serves too panics here, before the service starts.
     pub fn with_routes(mut self, routes: Router<AppState>) -> Self {
-        self.routes = self.routes.merge(routes);
+        self.app = Some(http::app_with(self.state.clone(), routes));
         self
     }
 
@@ -129,7 +130,7 @@ impl Server {
                 interval,
             )
         });
-        let app = http::app_with(self.state, self.routes);
+        let app = self.app.unwrap_or_else(|| http::app(self.state));
         let (stopping, mut stop_requested) = watch::channel(false);
         let serve = axum::serve(
             self.listener,

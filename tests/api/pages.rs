@@ -835,13 +835,8 @@ async fn a_disabled_account_is_told_on_the_login_form() {
     );
     let id = app.user_id("alice").await;
     let now = app.clock_now();
-    assert!(
-        app.state
-            .store
-            .set_user_disabled(id, true, now)
-            .await
-            .is_ok()
-    );
+    let store = app.state.store.as_ref();
+    store.set_user_disabled(id, true, now).await.unwrap();
 
     let refused = app.page_login("alice", &[]).await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);

@@ -153,7 +153,11 @@ async fn reset_page(
     token: String,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let account = reset_link_owner(state.store.as_ref(), &token, state.clock.now()).await?;
+    // No token (the page opened without its link's cookie) needs no lookup.
+    let account = match token.is_empty() {
+        true => None,
+        false => reset_link_owner(state.store.as_ref(), &token, state.clock.now()).await?,
+    };
     let (status, jar) = match (&account, &error) {
         (None, _) => (
             StatusCode::BAD_REQUEST,

@@ -76,6 +76,18 @@ impl SignupPage {
             email_required: state.config.mail.require_verification,
         }
     }
+
+    /// The ids of what describes the email field: its help when required, its error if any.
+    pub fn email_described_by(&self) -> Option<String> {
+        let ids: Vec<&str> = [
+            self.email_required.then_some("email-help"),
+            self.form.email_error.as_ref().map(|_| "email-error"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!ids.is_empty()).then(|| ids.join(" "))
+    }
 }
 
 /// The password rules a form shows as text (so they work without JavaScript); the script
