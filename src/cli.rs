@@ -83,8 +83,11 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    // A missing .env is normal; real environment variables take precedence over it.
-    let _ = dotenvy::dotenv();
+    // Real environment variables take precedence over the file.
+    if let Err(message) = load_dot_env() {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
     let logs = crate::telemetry::init();
     // Before the runtime starts its workers, which inherit the slice (and so do the threads
     // they start, such as SQLite's connection threads). The admin commands run here too;
@@ -115,10 +118,37 @@ where
     }
 }
 
+/// Reads `.env` from the working directory, as the README says (not from the directories
+/// above it, where an unrelated project's file may lie). A missing file is normal; a line that
+/// does not parse stops the start, as it would otherwise drop that line and every one after it
+/// unnoticed. The message names the line by its number only: its content may be a secret.
+fn load_dot_env() -> Result<(), String> {
+    const FILE: &str = ".env";
+    match dotenvy::from_path(FILE) {
+        Ok(()) => Ok(()),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(dotenvy::Error::LineParse(line, _)) => {
+            let number = std::fs::read_to_string(FILE)
+                .ok()
+                .and_then(|text| text.lines().position(|l| l.trim() == line.trim()))
+                .map_or_else(|| "a line".to_string(), |i| format!("line {}", i + 1));
+            Err(format!(
+                "{FILE}: {number} is not NAME=value (its content is not shown: it may hold a secret)"
+            ))
+        }
+        Err(e) => Err(format!("{FILE}: {e}")),
+    }
+}
+
 async fn serve(config: Config, routes: Router<AppState>) -> anyhow::Result<()> {
     let database = redact_url(&config.database_url);
+    let mode = if config.production {
+        "production"
+    } else {
+        "development"
+    };
     let server = Server::build(config).await?.with_routes(routes);
-    tracing::info!(%database, address = %server.local_addr(), "Gatehouse is listening");
+    tracing::info!(%database, address = %server.local_addr(), mode, "Gatehouse is listening");
     // The server's own URL: with PORT=0 it carries the port actually bound.
     println!(
         "Gatehouse is running: open {}",

@@ -529,7 +529,14 @@ fn min_connections() -> anyhow::Result<u32> {
 impl Config {
     /// Builds the configuration from the process environment.
     pub fn from_env() -> anyhow::Result<Self> {
-        let production = var("GATEHOUSE_ENV").is_some_and(|v| v.eq_ignore_ascii_case("production"));
+        let production = match var("GATEHOUSE_ENV").map(|v| v.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(env) if env == "development" => false,
+            Some(env) if env == "production" => true,
+            // A typo must not start a production service with a generated key and the
+            // development defaults.
+            Some(other) => bail!("GATEHOUSE_ENV must be production or development (got {other:?})"),
+        };
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "data".into()));
         let database_url = var("DATABASE_URL").unwrap_or_else(|| {
             format!(
@@ -544,7 +551,7 @@ impl Config {
             .or_else(|_| format!("[{host}]:{port}").parse())
             .with_context(|| format!("HOST={host:?} is not an IP address"))?;
         let public_url = match var("PUBLIC_URL") {
-            Some(raw) => url::Url::parse(&raw).with_context(|| format!("PUBLIC_URL={raw:?}"))?,
+            Some(raw) => public_url(&raw)?,
             None => default_public_url(listen),
         };
         let secret_key = match var("SECRET_KEY") {
@@ -589,7 +596,7 @@ impl Config {
             sessions: SessionLifetimes::from_env()?,
             cors_origins,
             hash_params,
-            db_acquire_timeout: Duration::from_secs(parsed("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?),
+            db_acquire_timeout: acquire_timeout()?,
             session_cache_entries: parsed("SESSION_CACHE_ENTRIES", 10_000)?,
             db_min_connections: min_connections()?,
             production,
@@ -604,6 +611,31 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+}
+
+/// `PUBLIC_URL`: http or https, at the root. Every route is served from `/`, so a path would
+/// only make emailed links and cookies point where nothing answers.
+fn public_url(raw: &str) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(raw).with_context(|| format!("PUBLIC_URL={raw:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("PUBLIC_URL={raw:?} must start with https:// (or http:// on a developer's machine)");
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        bail!(
+            "PUBLIC_URL={raw:?} must be the service's root, with no path: Gatehouse serves its routes from /"
+        );
+    }
+    Ok(url)
+}
+
+/// `DATABASE_ACQUIRE_TIMEOUT_SECONDS`: 1 to 300. Zero would answer 503 whenever every
+/// connection is busy for an instant; a huge value overflows the pool's deadline.
+fn acquire_timeout() -> anyhow::Result<Duration> {
+    let seconds: u64 = parsed("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5)?;
+    if !(1..=300).contains(&seconds) {
+        bail!("DATABASE_ACQUIRE_TIMEOUT_SECONDS must be from 1 to 300 (got {seconds})");
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// `http://127.0.0.1:8000/` for the default listener; an unspecified host becomes localhost.

@@ -62,6 +62,9 @@ impl Server {
         if config.public_url.port() == Some(0) {
             let _ = config.public_url.set_port(Some(bound.port()));
         }
+        if config.production && !config.is_https() {
+            tracing::warn!(public_url = %config.public_url, "GATEHOUSE_ENV=production with a PUBLIC_URL that is not https: cookies go without Secure and emailed links over plain http; set PUBLIC_URL=https://...");
+        }
         let outbox = config.data_dir.join("outbox");
         if config.production && config.mail.smtp_url.is_none() {
             tracing::warn!(outbox = %outbox.display(), "GATEHOUSE_ENV=production without SMTP_URL: emails (reset links, confirmations) are written to the outbox folder and nobody receives them; set SMTP_URL");

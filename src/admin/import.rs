@@ -24,8 +24,15 @@ const EXAMPLES: usize = 5;
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// The tutorial's PostgreSQL database, e.g. postgresql://user:password@host/db.
-    #[arg(long, value_name = "URL")]
+    /// The tutorial's PostgreSQL database, e.g. postgresql://user@host/db. Its password is
+    /// best kept off the command line (process lists, shell history): in GATEHOUSE_IMPORT_FROM
+    /// instead of --from, or in PGPASSWORD or ~/.pgpass.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GATEHOUSE_IMPORT_FROM",
+        hide_env_values = true
+    )]
     pub from: String,
     /// Who owns the imported notes (the tutorial's notes have none); may be a user this
     /// import brings in. Without it, notes are skipped.

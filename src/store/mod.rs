@@ -359,14 +359,54 @@ pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Arc<dyn Store>>
     }
 }
 
-/// The URL with its password replaced, for messages and logs.
+/// The URL with its password replaced, for messages and logs: the one before the host, and
+/// those of the query (`?password=`, `?sslpassword=`), which the drivers read as libpq does.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("redacted"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "<unparseable URL>".into(),
+    let Ok(mut parsed) = url::Url::parse(raw) else {
+        return "<unparseable URL>".into();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("redacted"));
+    }
+    let secret = |key: &str| matches!(key, "password" | "sslpassword");
+    if parsed.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) {
+                    "redacted".into()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn every_password_of_a_database_url_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db.example/gatehouse"),
+            "postgres://app:redacted@db.example/gatehouse"
+        );
+        let query = redact_url(
+            "postgres://db.example/gatehouse?user=app&password=s3cret&sslpassword=k3y&sslmode=require",
+        );
+        assert_eq!(
+            query,
+            "postgres://db.example/gatehouse?user=app&password=redacted&sslpassword=redacted&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/gatehouse.db?mode=rwc"),
+            "sqlite://data/gatehouse.db?mode=rwc"
+        );
+        assert_eq!(redact_url("not a url"), "<unparseable URL>");
     }
 }

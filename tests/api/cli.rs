@@ -84,6 +84,27 @@ fn bad_configuration_is_a_clear_error() {
             "18446744073709551615",
             "SESSION_IDLE_MINUTES must be from 1 to 5256000",
         ),
+        // A typo used to start in development mode: a generated key, development defaults.
+        (
+            "GATEHOUSE_ENV",
+            "prod",
+            "GATEHOUSE_ENV must be production or development (got \"prod\")",
+        ),
+        (
+            "PUBLIC_URL",
+            "auth.example.com:443",
+            "PUBLIC_URL=\"auth.example.com:443\" must start with https://",
+        ),
+        (
+            "PUBLIC_URL",
+            "https://example.com/auth/",
+            "must be the service's root, with no path",
+        ),
+        (
+            "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+            "0",
+            "DATABASE_ACQUIRE_TIMEOUT_SECONDS must be from 1 to 300 (got 0)",
+        ),
     ] {
         let output = gatehouse(dir.path())
             .env(name, value)
@@ -94,6 +115,33 @@ fn bad_configuration_is_a_clear_error() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{name}={value}: {stderr}");
     }
+}
+
+/// `.env` is read from the working directory only, and a line that does not parse stops the
+/// start with its number, never its content (it may hold a secret); it used to drop that line
+/// and every one after it unnoticed.
+#[test]
+fn a_dot_env_file_is_read_from_the_working_directory_and_a_bad_line_is_named() {
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::write(parent.path().join(".env"), "PORT=eighty\n").unwrap();
+    let dir = parent.path().join("service");
+    std::fs::create_dir(&dir).unwrap();
+    let migrated = gatehouse(&dir).arg("migrate").output().unwrap();
+    assert_success(&migrated);
+
+    std::fs::write(
+        dir.join(".env"),
+        "PORT=8001\nthe secret is hunter2 and more\nSECRET_KEY=x\n",
+    )
+    .unwrap();
+    let refused = gatehouse(&dir).arg("migrate").output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(".env: line 2 is not NAME=value"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]
