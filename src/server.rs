@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::{Router, ServiceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::throttle::CheckQueue;
 use crate::auth::{PasswordHasher, TokenKeys};
@@ -69,11 +70,13 @@ impl Server {
         if config.production && config.mail.smtp_url.is_none() {
             tracing::warn!(outbox = %outbox.display(), "GATEHOUSE_ENV=production without SMTP_URL: emails (reset links, confirmations) are written to the outbox folder and nobody receives them; set SMTP_URL");
         }
+        let background = TaskTracker::new();
         let mailer = Mailer::new(
             config.mail.smtp_url.as_deref(),
             &config.mail.from,
             outbox,
             !config.production,
+            background.clone(),
         )?;
         let state = AppState {
             store,
@@ -86,6 +89,7 @@ impl Server {
             mailer,
             password_lane,
             password_checks: CheckQueue::default(),
+            background,
         };
         Ok(Self {
             listener,
@@ -120,6 +124,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let background = self.state.background.clone();
         // Kept until its connections are closed: they need the lane's runtime to say goodbye
         // to the database.
         let password_lane = self.state.password_lane.clone();
@@ -158,6 +163,7 @@ impl Server {
             }
         };
         drop(housekeeping);
+        finish_background_work(&background).await;
         let lane_store = password_lane.store().clone();
         let close_pools = async {
             // On SQLite the lane uses the same store.
@@ -178,6 +184,25 @@ impl Server {
         served
     }
 }
+
+/// Lets the work requests left running finish (emailed links still being looked up, stored or
+/// sent, with their retries), for up to `BACKGROUND_GRACE`: a reset answered just before a
+/// deploy must still be mailed. What is still running then is said and abandoned.
+async fn finish_background_work(background: &TaskTracker) {
+    background.close();
+    if tokio::time::timeout(BACKGROUND_GRACE, background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            abandoned = background.len(),
+            "background work (emails) still running after the grace period; stopping anyway"
+        );
+    }
+}
+
+/// How long background work may run once the requests are done.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(15);
 
 /// How long in-flight requests may run after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::io::AsyncWriteExt;
+use tokio_util::task::TaskTracker;
 
 pub use messages::{EmailKind, compose};
 
@@ -48,6 +49,8 @@ trait Transport: Send + Sync {
 pub struct Mailer {
     transport: Arc<dyn Transport>,
     retry_delay: Duration,
+    /// Where each send runs, so that shutdown can wait for it (`Server::run`).
+    tasks: TaskTracker,
 }
 
 const ATTEMPTS: u32 = 4;
@@ -61,6 +64,7 @@ impl Mailer {
         from: &str,
         outbox: PathBuf,
         log_links: bool,
+        tasks: TaskTracker,
     ) -> anyhow::Result<Self> {
         let from: Mailbox = from
             .parse()
@@ -82,13 +86,14 @@ impl Mailer {
         Ok(Self {
             transport,
             retry_delay: Duration::from_secs(2),
+            tasks,
         })
     }
 
     /// Queues a message: returns at once; a failed send is retried a few times, then logged.
     pub fn send(&self, email: OutgoingEmail) {
         let mailer = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             for attempt in 1..=ATTEMPTS {
                 match mailer.transport.deliver(&email).await {
                     Ok(()) => return,

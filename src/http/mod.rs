@@ -31,6 +31,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Redirect, Response};
+use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
@@ -69,6 +70,9 @@ pub struct AppState {
     pub password_lane: PasswordLane,
     /// Where one account's password checks take turns (`auth::throttle::CheckQueue`).
     pub password_checks: CheckQueue,
+    /// Work a request leaves running after its answer (an emailed link's lookup and send),
+    /// which shutdown waits for before closing the database (`Server::run`).
+    pub background: TaskTracker,
 }
 
 impl AppState {

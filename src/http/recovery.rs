@@ -88,7 +88,7 @@ pub fn start_reset(
     channel: &'static str,
 ) {
     let state = state.clone();
-    tokio::spawn(async move {
+    state.background.clone().spawn(async move {
         let now = state.clock.now();
         let out = state.outbound();
         match request_password_reset(state.store.as_ref(), &out, &identifier, now).await {
@@ -184,7 +184,7 @@ async fn resend_verification(
 /// Resends a verification link in the background (same answer whatever the account).
 pub fn start_resend(state: &AppState, username: String) {
     let state = state.clone();
-    tokio::spawn(async move {
+    state.background.clone().spawn(async move {
         let now = state.clock.now();
         let store = state.store.as_ref();
         let result = async {

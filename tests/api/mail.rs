@@ -1,6 +1,7 @@
 //! A real SMTP server on a local port, collecting what the service sends.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,9 +53,16 @@ struct Collector {
     inbox: Arc<Mutex<Vec<Received>>>,
     to: Vec<String>,
     data: Vec<u8>,
+    /// How long the server takes to accept each message's sender (`SmtpSink::slow`).
+    delay: Duration,
 }
 
 impl Handler for Collector {
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
+        std::thread::sleep(self.delay);
+        response::OK
+    }
+
     fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
         self.to = to.to_vec();
         self.data.clear();
@@ -84,6 +92,12 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start() -> Self {
+        Self::slow(Duration::ZERO)
+    }
+
+    /// A server that takes `delay` to accept each message's sender, so that a send is still
+    /// in flight a while after it starts.
+    pub fn slow(delay: Duration) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let inbox = Arc::new(Mutex::new(Vec::new()));
@@ -91,6 +105,7 @@ impl SmtpSink {
             inbox: inbox.clone(),
             to: Vec::new(),
             data: Vec::new(),
+            delay,
         };
         let mut server = Server::new(collector);
         server

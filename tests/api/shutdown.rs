@@ -1,8 +1,10 @@
-//! SIGTERM: the service stops accepting, finishes the requests in flight, then exits cleanly.
+//! SIGTERM: the service stops accepting, finishes the requests in flight and the emails they
+//! left sending, then exits cleanly.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::mail::SmtpSink;
 use crate::process::Process;
 
 /// Whether `/metrics` shows a password hash running now.
@@ -56,5 +58,39 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     assert!(
         reqwest::get(format!("{base}/healthz")).await.is_err(),
         "nothing listens any more"
+    );
+}
+
+/// A reset asked for just before a deploy is still mailed: shutdown waits for the emails the
+/// requests left in flight (here to an SMTP server that takes a second to accept each one),
+/// where it used to exit under them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_still_sends_the_emails_requests_left_in_flight() {
+    let smtp = SmtpSink::slow(std::time::Duration::from_secs(1));
+    let process = Process::start(&[("RUST_LOG", "info"), ("SMTP_URL", &smtp.url)]);
+    let client = reqwest::Client::new();
+    let alice = json!({
+        "username": "alice",
+        "password": "correct horse battery",
+        "email": "alice@example.com",
+    });
+    let signup = client.post(process.url("/users/")).json(&alice).send();
+    assert_eq!(signup.await.unwrap().status(), StatusCode::OK);
+    smtp.expect("alice@example.com", "Confirm").await;
+
+    let reset = client
+        .post(process.url("/password-reset"))
+        .json(&json!({"username": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), StatusCode::ACCEPTED);
+    process.terminate();
+    let (clean, stderr) = process.wait();
+    assert!(clean, "exits with success: {stderr}");
+    assert_eq!(
+        smtp.count_for("alice@example.com"),
+        1,
+        "the reset link was sent before the exit: {stderr}"
     );
 }
