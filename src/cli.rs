@@ -12,7 +12,7 @@ use crate::admin::{self, command::UserCommand, import::ImportArgs};
 use crate::config::Config;
 use crate::http::AppState;
 use crate::server::{Server, shutdown_signal};
-use crate::store::{self, ConnectOptions, redact_url};
+use crate::store::{self, ConnectOptions, Migrations, redact_url};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -158,7 +158,11 @@ async fn serve(config: Config, routes: Router<AppState>) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    store::connect(&ConnectOptions::for_command(&config)).await?;
+    let options = ConnectOptions {
+        migrations: Migrations::Apply,
+        ..ConnectOptions::for_command(&config)
+    };
+    store::connect(&options).await?;
     println!("Migrations applied to {}", redact_url(&config.database_url));
     Ok(())
 }

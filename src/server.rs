@@ -45,6 +45,7 @@ impl Server {
             acquire_timeout: config.db_acquire_timeout,
             session_cache_entries: config.session_cache_entries,
             min_connections: config.db_min_connections,
+            migrations: store::Migrations::Apply,
         })
         .await?;
         let hasher =

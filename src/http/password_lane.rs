@@ -157,6 +157,7 @@ mod tests {
             acquire_timeout: PATIENCE,
             session_cache_entries: 0,
             min_connections: 0,
+            migrations: store::Migrations::Apply,
         })
         .await
         .unwrap();

@@ -326,18 +326,73 @@ pub struct ConnectOptions {
     /// do not wait for one to open (0 for a command that runs once). SQLite opens a file and
     /// needs none.
     pub min_connections: u32,
+    pub migrations: Migrations,
 }
 
 impl ConnectOptions {
-    /// For a command that runs for a moment: nothing to cache, no connections to keep ready.
+    /// For a command that runs for a moment: nothing to cache, no connections to keep ready,
+    /// and migrations for a new database only.
     pub fn for_command(config: &crate::config::Config) -> Self {
         Self {
             url: config.database_url.clone(),
             acquire_timeout: config.db_acquire_timeout,
             session_cache_entries: 0,
             min_connections: 0,
+            migrations: Migrations::OnlyToANewDatabase,
         }
     }
+}
+
+/// What opening the database does with the migrations it has not had yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Applies them (`gatehouse serve`, `gatehouse migrate`).
+    Apply,
+    /// Applies them to a new database only, and refuses one that has some but not all. The
+    /// other commands: a newer binary's `gatehouse user list` must not migrate a database
+    /// that older servers still use, under them (some migrations hold a table's lock for
+    /// seconds).
+    OnlyToANewDatabase,
+}
+
+/// Applies `migrator`'s pending migrations to `pool` as `rule` allows.
+macro_rules! run_migrations {
+    ($pool:expr, $migrator:expr, $rule:expr, $backend:literal) => {{
+        let migrator = $migrator;
+        if $rule == $crate::store::Migrations::OnlyToANewDatabase {
+            let applied: Vec<i64> =
+                match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                    .fetch_all($pool)
+                    .await
+                {
+                    Ok(applied) => applied,
+                    // No record of migrations at all: a new database.
+                    Err(e) if $crate::store::is_missing_table(&e) => Vec::new(),
+                    Err(e) => return Err(e).context("reading which migrations the database has"),
+                };
+            let pending = migrator
+                .iter()
+                .filter(|m| !applied.contains(&m.version))
+                .count();
+            if !applied.is_empty() && pending > 0 {
+                anyhow::bail!(
+                    "the database lacks {pending} migration(s) of this version of Gatehouse; run `gatehouse migrate` first (servers of the older version keep working on the older schema until then)"
+                );
+            }
+        }
+        migrator
+            .run($pool)
+            .await
+            .context(concat!("running ", $backend, " migrations"))?;
+    }};
+}
+pub(crate) use run_migrations;
+
+/// Whether `error` says a table does not exist (SQLite: "no such table"; PostgreSQL: 42P01).
+pub(crate) fn is_missing_table(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| {
+        e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table")
+    })
 }
 
 /// The most connections a PostgreSQL store opens (besides those of `with_own_connections`).

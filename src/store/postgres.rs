@@ -75,10 +75,12 @@ impl PgStore {
         // One connection now, as `connect_with` would open, so that a wrong URL or password
         // stops the start with its own error; the rest once the schema is in place.
         pool.acquire().await.with_context(connecting)?;
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .context("running PostgreSQL migrations")?;
+        super::run_migrations!(
+            &pool,
+            sqlx::migrate!("migrations/postgres"),
+            options.migrations,
+            "PostgreSQL"
+        );
         open_min_connections(&pool, &tokio::runtime::Handle::current());
         if !listening {
             return Ok(Self {

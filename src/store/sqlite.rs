@@ -54,10 +54,12 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await
             .with_context(|| format!("opening {}", options.url))?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .context("running SQLite migrations")?;
+        super::run_migrations!(
+            &pool,
+            sqlx::migrate!("migrations/sqlite"),
+            options.migrations,
+            "SQLite"
+        );
         let cache = match watch {
             Some(watch) => SessionCache::watching(options.session_cache_entries, watch),
             None => SessionCache::disabled(),

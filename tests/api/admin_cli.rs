@@ -222,3 +222,32 @@ async fn housekeeping_deletes_ended_sessions_once_from_the_command_line() {
     assert_eq!(left, 1);
     assert_eq!(app.get_me(&live).await.status(), StatusCode::OK);
 }
+
+/// The commands other than `migrate` set up a new database, but never migrate one that
+/// servers of an older version may still be using: they refuse it and name the way on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_migrate_a_new_database_but_refuse_one_an_older_version_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("cli.db").display());
+    let run = |args: &[&str]| gatehouse(dir.path(), &url, args, "");
+    assert_success(&run(&["user", "list"]));
+
+    // Played by forgetting the newest migration: as if this binary were one version ahead.
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let applied = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let before = applied().await;
+    let refused = run(&["user", "list"]);
+    assert_failure(&refused, "run `gatehouse migrate` first");
+    assert_eq!(applied().await, before, "the command applied nothing");
+}
