@@ -71,10 +71,18 @@ impl PgStore {
                 })
             })
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         // One connection now, as `connect_with` would open, so that a wrong URL or password
-        // stops the start with its own error; the rest once the schema is in place.
-        pool.acquire().await.with_context(connecting)?;
+        // stops the start with its own error; the rest once the schema is in place. A server
+        // that does not answer makes the pool retry until its timeout and then say only that
+        // it timed out: one direct attempt then tells why (refused, unknown host, ...).
+        if let Err(pooled) = pool.acquire().await {
+            let cause = match sqlx::PgConnection::connect_with(&connect).await {
+                Err(direct) => anyhow::Error::from(direct),
+                Ok(_) => anyhow::Error::from(pooled),
+            };
+            return Err(cause.context(connecting()));
+        }
         super::run_migrations!(
             &pool,
             sqlx::migrate!("migrations/postgres"),

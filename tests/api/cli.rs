@@ -32,6 +32,32 @@ fn production_refuses_to_start_without_a_strong_secret() {
     assert!(!dir.path().join("data").join("secret_key").exists());
 }
 
+/// A port of 127.0.0.1 that nothing listens on (a moment ago).
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// A PostgreSQL server that does not answer is named as such, not as a pool that timed out.
+#[test]
+fn a_database_that_refuses_connections_is_said_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_port = free_port();
+    let output = gatehouse(dir.path())
+        .env(
+            "DATABASE_URL",
+            format!("postgres://gatehouse@127.0.0.1:{closed_port}/db"),
+        )
+        .env("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "1")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+}
+
 #[test]
 fn migrate_creates_the_schema() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,10 +173,7 @@ fn a_dot_env_file_is_read_from_the_working_directory_and_a_bad_line_is_named() {
 #[test]
 fn serve_with_no_configuration_uses_sqlite_and_a_generated_private_key() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut child = gatehouse(dir.path())
         .env("PORT", port.to_string())
         .stdout(Stdio::piped())
