@@ -13,8 +13,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use clap::Parser;
-use gatehouse::cli::{Cli, run_with};
+use gatehouse::cli::run_with;
 use gatehouse::error::Error;
 use gatehouse::http::{AdminUser, ApiPath, AppState, AuthUser};
 use serde_json::{Value, json};
@@ -23,7 +22,7 @@ fn main() -> ExitCode {
     let routes = Router::new()
         .route("/hello", get(hello))
         .route("/people/{id}/greeting", get(greeting));
-    run_with(Cli::parse(), routes)
+    run_with(routes)
 }
 
 /// Any signed-in user; anyone else gets the API's 401.

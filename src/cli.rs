@@ -58,13 +58,25 @@ pub enum KeysCommand {
     },
 }
 
-pub fn run(cli: Cli) -> ExitCode {
-    run_with(cli, Router::new())
+/// The command line, from `.env` and the process's arguments: what `main` runs.
+pub fn run() -> ExitCode {
+    run_with(Router::new())
 }
 
 /// `run` for an application built on Gatehouse: `serve` serves `routes` beside Gatehouse's own
 /// (`Server::with_routes`); the other commands are the same.
-pub fn run_with(cli: Cli, routes: Router<AppState>) -> ExitCode {
+pub fn run_with(routes: Router<AppState>) -> ExitCode {
+    // First, so that arguments that may come from the environment (`--from`) find it there.
+    // Real environment variables take precedence over the file.
+    if let Err(message) = load_dot_env() {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
+    run_command(Cli::parse(), routes)
+}
+
+/// Runs one parsed command line (`.env` already read).
+pub fn run_command(cli: Cli, routes: Router<AppState>) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => with_config(|config| serve(config, routes)),
         Command::Migrate => with_config(migrate),
@@ -83,11 +95,6 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    // Real environment variables take precedence over the file.
-    if let Err(message) = load_dot_env() {
-        eprintln!("error: {message}");
-        return ExitCode::FAILURE;
-    }
     let logs = crate::telemetry::init();
     // Before the runtime starts its workers, which inherit the slice (and so do the threads
     // they start, such as SQLite's connection threads). The admin commands run here too;
@@ -118,26 +125,52 @@ where
     }
 }
 
-/// Reads `.env` from the working directory, as the README says (not from the directories
-/// above it, where an unrelated project's file may lie). A missing file is normal; a line that
-/// does not parse stops the start, as it would otherwise drop that line and every one after it
-/// unnoticed. The message names the line by its number only: its content may be a secret.
+/// Reads `.env` from the working directory, as the README says. A missing file is normal,
+/// but one in a folder above, which older versions read, is named, as it no longer counts. A
+/// file that does not parse stops the start, as it would otherwise drop the bad line and every
+/// one after it unnoticed; the message names the line by its number only, as its content may
+/// be a secret.
 fn load_dot_env() -> Result<(), String> {
     const FILE: &str = ".env";
     match dotenvy::from_path(FILE) {
         Ok(()) => Ok(()),
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(dotenvy::Error::LineParse(line, _)) => {
-            let number = std::fs::read_to_string(FILE)
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            let above = std::env::current_dir().ok().and_then(|dir| {
+                dir.ancestors()
+                    .skip(1)
+                    .map(|d| d.join(FILE))
+                    .find(|f| f.is_file())
+            });
+            if let Some(ignored) = above {
+                eprintln!(
+                    "warning: {} is not read: .env is read from the working directory only",
+                    ignored.display()
+                );
+            }
+            Ok(())
+        }
+        Err(dotenvy::Error::LineParse(bad, _)) => {
+            let where_ = std::fs::read_to_string(FILE)
                 .ok()
-                .and_then(|text| text.lines().position(|l| l.trim() == line.trim()))
-                .map_or_else(|| "a line".to_string(), |i| format!("line {}", i + 1));
+                .and_then(|text| line_of(&text, &bad))
+                .map_or_else(|| "a line".to_string(), |n| format!("line {n}"));
             Err(format!(
-                "{FILE}: {number} is not NAME=value (its content is not shown: it may hold a secret)"
+                "{FILE}: {where_} does not parse (its content is not shown: it may hold a secret; quote values with spaces)"
             ))
         }
         Err(e) => Err(format!("{FILE}: {e}")),
     }
+}
+
+/// The number of the line where `fragment` (what the parser stopped at: a whole line, or only
+/// a value) first appears in `text`.
+fn line_of(text: &str, fragment: &str) -> Option<usize> {
+    let fragment = fragment.trim();
+    if fragment.is_empty() {
+        return None;
+    }
+    let at = text.find(fragment)?;
+    Some(text[..at].matches('\n').count() + 1)
 }
 
 async fn serve(config: Config, routes: Router<AppState>) -> anyhow::Result<()> {

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rand::RngCore;
 
+use crate::auth::password::MAX_STORED_MEMORY_KIB;
+
 /// The key that signs access tokens. `Debug` never shows it.
 #[derive(Clone)]
 pub struct SecretKey(Vec<u8>);
@@ -531,11 +533,13 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let production = match var("GATEHOUSE_ENV").map(|v| v.trim().to_ascii_lowercase()) {
             None => false,
-            Some(env) if env == "development" => false,
-            Some(env) if env == "production" => true,
+            Some(env) if env == "development" || env == "dev" => false,
+            Some(env) if env == "production" || env == "prod" => true,
             // A typo must not start a production service with a generated key and the
             // development defaults.
-            Some(other) => bail!("GATEHOUSE_ENV must be production or development (got {other:?})"),
+            Some(other) => {
+                bail!("GATEHOUSE_ENV must be production (prod) or development (dev); got {other:?}")
+            }
         };
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "data".into()));
         let database_url = var("DATABASE_URL").unwrap_or_else(|| {
@@ -581,8 +585,15 @@ impl Config {
             None => DEV_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
         };
         let defaults = HashParams::default();
+        let memory_kib = parsed("ARGON2_MEMORY_KIB", defaults.memory_kib)?;
+        // Every hash made with more would be refused at its next login.
+        if memory_kib > MAX_STORED_MEMORY_KIB {
+            bail!(
+                "ARGON2_MEMORY_KIB={memory_kib} is more than the {MAX_STORED_MEMORY_KIB} KiB (1 GiB) a stored hash may ask for"
+            );
+        }
         let hash_params = HashParams {
-            memory_kib: parsed("ARGON2_MEMORY_KIB", defaults.memory_kib)?,
+            memory_kib,
             iterations: parsed("ARGON2_ITERATIONS", defaults.iterations)?,
             parallelism: parsed("ARGON2_PARALLELISM", defaults.parallelism)?,
         };

@@ -1,8 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = gatehouse::cli::Cli::parse();
-    gatehouse::cli::run(cli)
+    gatehouse::cli::run()
 }

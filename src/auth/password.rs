@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use argon2::password_hash::phc::{Output, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
@@ -195,7 +195,7 @@ const KEEP_AT_MOST_BLOCKS: usize = 64 * 1024;
 
 /// The most memory a stored hash may ask for (1 GiB): hashes can arrive from an imported
 /// database, and one naming terabytes must fail its login, not exhaust the machine.
-const MAX_STORED_MEMORY_KIB: u32 = 1024 * 1024;
+pub const MAX_STORED_MEMORY_KIB: u32 = 1024 * 1024;
 
 thread_local! {
     /// Argon2's working memory (19 MiB with the default parameters, in 20 MiB of whole huge
@@ -246,13 +246,6 @@ fn argon2_output(
 
 /// The Argon2 parameters of the configured costs (default output length).
 fn argon2_params(costs: &HashParams) -> anyhow::Result<Params> {
-    // Every hash made with more would be refused at its next login (`argon2_matches`).
-    if costs.memory_kib > MAX_STORED_MEMORY_KIB {
-        bail!(
-            "ARGON2_MEMORY_KIB={} is more than the {MAX_STORED_MEMORY_KIB} KiB (1 GiB) a stored hash may ask for",
-            costs.memory_kib
-        );
-    }
     Params::new(costs.memory_kib, costs.iterations, costs.parallelism, None)
         .map_err(|e| anyhow!("invalid Argon2 parameters: {e}"))
 }
@@ -382,23 +375,6 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         }
-    }
-
-    /// The service refuses to start with more memory than a stored hash may ask for: every
-    /// hash it made would fail its next login.
-    #[test]
-    fn memory_beyond_what_a_stored_hash_may_ask_for_is_refused_at_start() {
-        let at_most = HashParams {
-            memory_kib: MAX_STORED_MEMORY_KIB,
-            ..cheap()
-        };
-        assert!(argon2_params(&at_most).is_ok());
-        let beyond = HashParams {
-            memory_kib: MAX_STORED_MEMORY_KIB + 1,
-            ..cheap()
-        };
-        let refused = argon2_params(&beyond).unwrap_err().to_string();
-        assert!(refused.contains("ARGON2_MEMORY_KIB=1048577"), "{refused}");
     }
 
     /// Made by argon2-cffi (the Python binding of the reference implementation).

@@ -87,8 +87,9 @@ pub fn start_reset(
     client: ClientMeta,
     channel: &'static str,
 ) {
+    let background = state.background.clone();
     let state = state.clone();
-    state.background.clone().spawn(async move {
+    background.spawn(async move {
         let now = state.clock.now();
         let out = state.outbound();
         match request_password_reset(state.store.as_ref(), &out, &identifier, now).await {
@@ -183,8 +184,9 @@ async fn resend_verification(
 
 /// Resends a verification link in the background (same answer whatever the account).
 pub fn start_resend(state: &AppState, username: String) {
+    let background = state.background.clone();
     let state = state.clone();
-    state.background.clone().spawn(async move {
+    background.spawn(async move {
         let now = state.clock.now();
         let store = state.store.as_ref();
         let result = async {

@@ -415,7 +415,8 @@ pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Arc<dyn Store>>
 }
 
 /// The URL with its password replaced, for messages and logs: the one before the host, and
-/// those of the query (`?password=`, `?sslpassword=`), which the drivers read as libpq does.
+/// those of the query (`?password=`, which the driver reads as libpq does; `?sslpassword=`,
+/// which it does not support and which is refused before it can log it).
 pub fn redact_url(raw: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(raw) else {
         return "<unparseable URL>".into();

@@ -35,6 +35,13 @@ pub struct PgStore {
 impl PgStore {
     pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Self> {
         let connecting = || format!("connecting to {}", redact_url(&options.url));
+        // The driver ignores this parameter and logs it, value included.
+        let url = url::Url::parse(&options.url).with_context(connecting)?;
+        if url.query_pairs().any(|(key, _)| key == "sslpassword") {
+            anyhow::bail!(
+                "DATABASE_URL: sslpassword is not supported; use a client key without a passphrase (sslkey)"
+            );
+        }
         let mut connect = PgConnectOptions::from_str(&options.url).with_context(connecting)?;
         if connect.get_application_name().is_none() {
             connect = connect.application_name(APPLICATION_NAME);
@@ -74,14 +81,19 @@ impl PgStore {
             .connect_lazy_with(connect.clone());
         // One connection now, as `connect_with` would open, so that a wrong URL or password
         // stops the start with its own error; the rest once the schema is in place. A server
-        // that does not answer makes the pool retry until its timeout and then say only that
-        // it timed out: one direct attempt then tells why (refused, unknown host, ...).
-        if let Err(pooled) = pool.acquire().await {
-            let cause = match sqlx::PgConnection::connect_with(&connect).await {
-                Err(direct) => anyhow::Error::from(direct),
-                Ok(_) => anyhow::Error::from(pooled),
-            };
-            return Err(cause.context(connecting()));
+        // that refuses connections makes the pool retry until its timeout and then say only
+        // that it timed out: one direct attempt, as bounded, then tells why.
+        match pool.acquire().await {
+            Ok(_) => {}
+            Err(timed_out @ sqlx::Error::PoolTimedOut) => {
+                let direct = sqlx::PgConnection::connect_with(&connect);
+                let cause = match tokio::time::timeout(options.acquire_timeout, direct).await {
+                    Ok(Err(refused)) => anyhow::Error::from(refused),
+                    _ => anyhow::Error::from(timed_out),
+                };
+                return Err(cause.context(connecting()));
+            }
+            Err(other) => return Err(anyhow::Error::from(other).context(connecting())),
         }
         super::run_migrations!(
             &pool,

@@ -113,8 +113,14 @@ fn bad_configuration_is_a_clear_error() {
         // A typo used to start in development mode: a generated key, development defaults.
         (
             "GATEHOUSE_ENV",
-            "prod",
-            "GATEHOUSE_ENV must be production or development (got \"prod\")",
+            "staging",
+            "GATEHOUSE_ENV must be production (prod) or development (dev); got \"staging\"",
+        ),
+        // Every hash made with more would fail its next login.
+        (
+            "ARGON2_MEMORY_KIB",
+            "2000000",
+            "ARGON2_MEMORY_KIB=2000000 is more than the 1048576 KiB",
         ),
         (
             "PUBLIC_URL",
@@ -155,19 +161,28 @@ fn a_dot_env_file_is_read_from_the_working_directory_and_a_bad_line_is_named() {
     let migrated = gatehouse(&dir).arg("migrate").output().unwrap();
     assert_success(&migrated);
 
-    std::fs::write(
-        dir.join(".env"),
-        "PORT=8001\nthe secret is hunter2 and more\nSECRET_KEY=x\n",
-    )
-    .unwrap();
-    let refused = gatehouse(&dir).arg("migrate").output().unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains(".env: line 2 is not NAME=value"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let ignored = String::from_utf8_lossy(&migrated.stderr);
+    assert!(ignored.contains(".env is not read"), "{ignored}");
+
+    for (file, line) in [
+        (
+            "PORT=8001\nthe secret is hunter2 and more\nSECRET_KEY=x\n",
+            2,
+        ),
+        // An unquoted space in a value: the parser reports the value alone.
+        (
+            "PORT=8001\n\nMAIL_FROM=Gatehouse <hunter2@example.com>\n",
+            3,
+        ),
+    ] {
+        std::fs::write(dir.join(".env"), file).unwrap();
+        let refused = gatehouse(&dir).arg("migrate").output().unwrap();
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        let named = format!(".env: line {line} does not parse");
+        assert!(stderr.contains(&named), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
 }
 
 #[test]
