@@ -76,7 +76,7 @@ pub fn run_with(routes: Router<AppState>) -> ExitCode {
 }
 
 /// Runs one parsed command line (`.env` already read).
-pub fn run_command(cli: Cli, routes: Router<AppState>) -> ExitCode {
+fn run_command(cli: Cli, routes: Router<AppState>) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => with_config(|config| serve(config, routes)),
         Command::Migrate => with_config(migrate),
@@ -162,15 +162,22 @@ fn load_dot_env() -> Result<(), String> {
     }
 }
 
-/// The number of the line where `fragment` (what the parser stopped at: a whole line, or only
-/// a value) first appears in `text`.
+/// The number of the line the parser stopped at, from what it reports: the whole line, or only
+/// its value. The first line that is not a comment and is, or ends with, that text; else the
+/// first place it appears (a quoted value left open runs over several lines).
 fn line_of(text: &str, fragment: &str) -> Option<usize> {
     let fragment = fragment.trim();
     if fragment.is_empty() {
         return None;
     }
-    let at = text.find(fragment)?;
-    Some(text[..at].matches('\n').count() + 1)
+    let whole_line = text.lines().position(|line| {
+        let line = line.trim();
+        !line.starts_with('#') && line.ends_with(fragment)
+    });
+    match whole_line {
+        Some(index) => Some(index + 1),
+        None => Some(text[..text.find(fragment)?].matches('\n').count() + 1),
+    }
 }
 
 async fn serve(config: Config, routes: Router<AppState>) -> anyhow::Result<()> {

@@ -97,14 +97,15 @@ impl Mailer {
             for attempt in 1..=ATTEMPTS {
                 match mailer.transport.deliver(&email).await {
                     Ok(()) => return,
-                    // Once shutdown has begun, no pause for a retry: it would only hold the
-                    // exit up (`Server::run` waits for this task).
+                    // Once the service is stopping (its requests done), no pause for a retry:
+                    // it would only hold the exit up (`Server::run` waits for this task).
                     Err(e) if attempt < ATTEMPTS && !mailer.tasks.is_closed() => {
                         tracing::warn!(error = %e, attempt, subject = %email.subject, "sending email failed; retrying");
                         tokio::time::sleep(mailer.retry_delay * 2u32.pow(attempt - 1)).await;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, subject = %email.subject, "sending email failed; giving up")
+                        tracing::error!(error = %e, subject = %email.subject, "sending email failed; giving up");
+                        return;
                     }
                 }
             }

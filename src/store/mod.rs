@@ -414,9 +414,21 @@ pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Arc<dyn Store>>
     }
 }
 
+/// Refuses a PostgreSQL URL with `sslpassword`: the driver does not support it, and logs the
+/// parameters it ignores with their values. `setting` names where the URL came from.
+pub(crate) fn refuse_sslpassword(url: &str, setting: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url).map_err(|_| anyhow::anyhow!("{setting} is not a URL"))?;
+    if parsed.query_pairs().any(|(key, _)| key == "sslpassword") {
+        anyhow::bail!(
+            "{setting}: sslpassword is not supported; use a client key without a passphrase (sslkey)"
+        );
+    }
+    Ok(())
+}
+
 /// The URL with its password replaced, for messages and logs: the one before the host, and
 /// those of the query (`?password=`, which the driver reads as libpq does; `?sslpassword=`,
-/// which it does not support and which is refused before it can log it).
+/// which it does not support, and `refuse_sslpassword` refuses before it can log it).
 pub fn redact_url(raw: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(raw) else {
         return "<unparseable URL>".into();

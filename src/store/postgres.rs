@@ -35,13 +35,7 @@ pub struct PgStore {
 impl PgStore {
     pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Self> {
         let connecting = || format!("connecting to {}", redact_url(&options.url));
-        // The driver ignores this parameter and logs it, value included.
-        let url = url::Url::parse(&options.url).with_context(connecting)?;
-        if url.query_pairs().any(|(key, _)| key == "sslpassword") {
-            anyhow::bail!(
-                "DATABASE_URL: sslpassword is not supported; use a client key without a passphrase (sslkey)"
-            );
-        }
+        super::refuse_sslpassword(&options.url, "DATABASE_URL")?;
         let mut connect = PgConnectOptions::from_str(&options.url).with_context(connecting)?;
         if connect.get_application_name().is_none() {
             connect = connect.application_name(APPLICATION_NAME);

@@ -44,6 +44,7 @@ impl TutorialDb {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             bail!("--from must be a postgresql:// URL (the tutorial's database)");
         }
+        super::refuse_sslpassword(url, "--from")?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .connect(url)

@@ -17,8 +17,9 @@ fn production_refuses_to_start_without_a_strong_secret() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("SECRET_KEY"), "says why: {stderr}");
 
+    // `prod` is production too.
     let short = gatehouse(dir.path())
-        .env("GATEHOUSE_ENV", "production")
+        .env("GATEHOUSE_ENV", "prod")
         .env("SECRET_KEY", "too-short")
         .output()
         .unwrap();
@@ -116,6 +117,12 @@ fn bad_configuration_is_a_clear_error() {
             "staging",
             "GATEHOUSE_ENV must be production (prod) or development (dev); got \"staging\"",
         ),
+        // The driver would log it, value included.
+        (
+            "DATABASE_URL",
+            "postgres://app@127.0.0.1:1/db?sslpassword=hunter2",
+            "DATABASE_URL: sslpassword is not supported",
+        ),
         // Every hash made with more would fail its next login.
         (
             "ARGON2_MEMORY_KIB",
@@ -173,6 +180,11 @@ fn a_dot_env_file_is_read_from_the_working_directory_and_a_bad_line_is_named() {
         (
             "PORT=8001\n\nMAIL_FROM=Gatehouse <hunter2@example.com>\n",
             3,
+        ),
+        // A comment with the same words comes first: the line is the one that failed.
+        (
+            "# the secret is hunter2 and more\nthe secret is hunter2 and more\n",
+            2,
         ),
     ] {
         std::fs::write(dir.join(".env"), file).unwrap();
