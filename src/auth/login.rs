@@ -242,7 +242,7 @@ pub async fn change_password(
     new: String,
     keep: Option<i64>,
     now: DateTime<Utc>,
-) -> Result<u64> {
+) -> Result<PasswordChanged> {
     let context = PasswordContext {
         username: &user.username,
         email: user.email.as_deref(),
@@ -285,7 +285,17 @@ pub async fn change_password(
         ended,
         "password changed; other sessions ended"
     );
-    Ok(ended)
+    Ok(PasswordChanged {
+        sessions_ended: ended,
+        hash,
+    })
+}
+
+/// A password changed: how many other sessions it ended, and the account's new hash (what a
+/// session started now must find, `Authenticated::password_hash`).
+pub struct PasswordChanged {
+    pub sessions_ended: u64,
+    pub hash: String,
 }
 
 /// Checks the signed-in user's current password, which changing the password or the email

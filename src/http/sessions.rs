@@ -232,7 +232,8 @@ async fn set_password(
         caller.session_id,
         now,
     )
-    .await?;
+    .await?
+    .sessions_ended;
     audit::record_detail(
         &state,
         EventKind::PasswordChanged,

@@ -605,7 +605,8 @@ async fn https_public_url_uses_secure_host_prefixed_cookies() {
 
 async fn account_page_lists_sessions_ends_them_and_changes_the_password(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.page_signup("alice").await;
+    let signed_up = app.page_signup("alice").await;
+    let old_cookie = set_cookie(&signed_up, "gatehouse_session").expect("the session cookie");
     let api_token = app.token_for("alice", "correct horse battery").await;
     let html = app.page("/account").await.text().await.unwrap();
     assert!(
@@ -678,6 +679,8 @@ async fn account_page_lists_sessions_ends_them_and_changes_the_password(backend:
         .await;
     assert_eq!(changed.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&changed), "/account?notice=password-changed");
+    let new_cookie = set_cookie(&changed, "gatehouse_session").expect("a new session cookie");
+    assert_ne!(cookie_value(&new_cookie), cookie_value(&old_cookie));
     assert_eq!(
         app.get_me(&api_token).await.status(),
         StatusCode::UNAUTHORIZED
@@ -687,6 +690,20 @@ async fn account_page_lists_sessions_ends_them_and_changes_the_password(backend:
         StatusCode::OK,
         "this browser stays signed in"
     );
+    // Whoever held the old cookie is signed out with the other sessions.
+    let with_old_cookie = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/account"))
+        .header(
+            "cookie",
+            format!("gatehouse_session={}", cookie_value(&old_cookie)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_old_cookie.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         app.login("alice", "brand new passphrase").await.status(),
         StatusCode::OK

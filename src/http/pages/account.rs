@@ -12,10 +12,11 @@ use super::{CsrfForm, NoFields, PageContext, PageError, SignedInPage, render};
 use crate::audit::{self, EventKind};
 use crate::auth::login::change_password;
 use crate::auth::recovery::request_email_change;
+use crate::auth::sessions::Authenticated;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::extract::{PagePath, PageQuery, path_id};
-use crate::http::session::ClientInfo;
+use crate::http::session::{ClientInfo, sign_in};
 
 /// How many recent events the account page lists.
 const RECENT_ACTIVITY: i64 = 10;
@@ -193,11 +194,21 @@ pub async fn set_password(
     )
     .await;
     match outcome {
-        Ok(_) => {
+        Ok(changed) => {
             let user_id = Some(signed_in.user.id);
             audit::record_detail(&state, EventKind::PasswordChanged, user_id, &client, "page")
                 .await;
-            Ok(Redirect::to(&format!("{ACCOUNT}?notice=password-changed")).into_response())
+            // This browser goes on with a new session token: whoever holds the old cookie
+            // (maybe the reason for the change) is signed out with the other sessions.
+            let account = Authenticated {
+                user: signed_in.user.clone(),
+                password_hash: changed.hash,
+            };
+            let remember = signed_in.session.persistent;
+            let jar = page.ctx.jar.clone();
+            let jar = sign_in(&state, jar, &account, remember, ClientInfo(client), None).await?;
+            let done = Redirect::to(&format!("{ACCOUNT}?notice=password-changed"));
+            Ok((jar, done).into_response())
         }
         Err(err) if shown_on_the_form(&err) => {
             let status = err.status();
